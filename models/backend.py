@@ -1,0 +1,68 @@
+"""The interface every video backend implements (previz, tiny-random, diffusers pipelines).
+
+A backend declares its native fps, legal frame counts and sizes, and which reference roles it
+takes as image conditioning; RefVideoSampler plans the render with those facts, checks every
+input, and only then calls :meth:`VideoBackend.render`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..engine.reference import ROLES, ReferenceSet
+from ..engine.sizes import ANY_FRAMES, FrameRule, RenderPlan, plan_render
+from ..engine.style import StyleDirection
+
+
+@dataclass
+class RenderRequest:
+    """A fully checked render: everything a backend needs, nothing left to validate."""
+
+    references: ReferenceSet
+    prompt: str
+    composed_prompt: str
+    negative_prompt: str
+    plan: RenderPlan
+    seed: int
+    steps: int
+    guidance: float
+    style: StyleDirection | None = None
+    first_frames: np.ndarray | None = None  # [F, H, W, 3] float32, at the plan's delivered size
+    control_video: np.ndarray | None = None  # [plan.frames, H, W, 3] float32
+    camera: Any = None  # the parsed camera path, when the camera grammar produced one
+    on_step: Callable[[int, int], None] | None = None  # progress + interrupt check per step
+
+
+@dataclass
+class RenderResult:
+    """Frames ``[F, H, W, 3]`` float32 in 0..1 at the plan's delivered size, plus info."""
+
+    frames: np.ndarray
+    info: dict = field(default_factory=dict)
+
+
+class VideoBackend(ABC):
+    """One way of turning a checked request into frames."""
+
+    name: str = ""
+    fps: float = 16.0
+    frame_rule: FrameRule = ANY_FRAMES
+    size_multiple: int = 16
+    roles: frozenset[str] = frozenset(ROLES)
+    default_steps: int = 1
+    default_guidance: float = 1.0
+    needs_weights: bool = False
+
+    def plan(self, resolution: str, aspect: str, seconds: float, *, upscale_1080: bool = False) -> RenderPlan:
+        """The render plan for a request on this backend."""
+        return plan_render(resolution, aspect, seconds, fps=self.fps, rule=self.frame_rule,
+                           size_multiple=self.size_multiple, upscale_1080=upscale_1080)
+
+    @abstractmethod
+    def render(self, request: RenderRequest) -> RenderResult:
+        """Render the frames; call ``request.on_step`` after every step."""
