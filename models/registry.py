@@ -1,0 +1,308 @@
+"""Which video models exist, and the lazy handle (REFVIDEO_MODEL) the loader hands the sampler.
+
+The combo lists ``previz`` (CPU animatic), ``tiny-random`` (test-only random weights), then
+every diffusers folder under the model folders (``host.model_dirs("diffusers")`` and
+``host.model_dirs("refvideo")``; ``org/name`` one level deeper also counts) whose
+``model_index.json`` names a supported pipeline class.
+
+Pipelines plug in with one module each: a module listed in :data:`FAMILY_MODULES` exposes
+``FAMILY = PipelineFamily(...)`` naming the pipeline classes it runs, the components that
+carry weights, a ``spec(name, folder, index)`` function and a ``load(handle)`` function.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from ..engine import host
+from ..engine.errors import ModelNotFound
+from ..engine.paths import contained
+from ..engine.reference import ROLES
+from ..engine.sizes import WAN_FRAMES
+from .backend import VideoBackend
+from .spec import LoadOptions, ModelSpec, family_defaults
+
+log = logging.getLogger("refvideo")
+
+PREVIZ = "previz"
+TINY_RANDOM = "tiny-random"
+BUILTIN: tuple[str, ...] = (PREVIZ, TINY_RANDOM)
+FAMILY_MODULES: tuple[str, ...] = ("wan_vace",)
+AUTO_TARGET = "auto"  # previz planned like Wan: 16 fps, 4k+1 frames
+LORA_SUFFIX = ".safetensors"
+
+
+@dataclass(frozen=True)
+class PipelineFamily:
+    """One kind of diffusers pipeline RefVideo can run."""
+
+    name: str
+    pipeline_classes: tuple[str, ...]
+    weight_components: tuple[str, ...]
+    spec: Callable[[str, Path, dict], ModelSpec]
+    load: Callable[[ModelHandle], VideoBackend]
+
+
+@lru_cache(maxsize=1)
+def families() -> tuple[PipelineFamily, ...]:
+    """The pipeline families, imported from :data:`FAMILY_MODULES` (cheap: no torch)."""
+    return tuple(importlib.import_module(f".{m}", __package__).FAMILY for m in FAMILY_MODULES)
+
+
+def family_for(class_name: str | None) -> PipelineFamily | None:
+    for fam in families():
+        if class_name in fam.pipeline_classes:
+            return fam
+    return None
+
+
+def supported_classes() -> tuple[str, ...]:
+    return tuple(c for fam in families() for c in fam.pipeline_classes)
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def model_roots() -> list[Path]:
+    """Folders searched for model folders, in order (first match of a name wins)."""
+    roots: list[Path] = []
+    for kind in ("diffusers", "refvideo"):
+        for root in host.model_dirs(kind):
+            if root not in roots:
+                roots.append(root)
+    return roots
+
+
+def _index_class(folder: Path) -> str | None:
+    import json
+
+    try:
+        data = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data.get("_class_name") if isinstance(data, dict) else None
+
+
+def _candidates(root: Path) -> list[tuple[str, Path]]:
+    """Pipeline folders in ``root``: ``name/`` and ``org/name/`` holding a model_index.json."""
+    found: list[tuple[str, Path]] = []
+    try:
+        children = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return found
+    for child in children:
+        if (child / "model_index.json").is_file():
+            found.append((child.name, child))
+            continue
+        try:
+            grandchildren = sorted(p for p in child.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except OSError:
+            continue
+        found.extend((f"{child.name}/{g.name}", g) for g in grandchildren if (g / "model_index.json").is_file())
+    return found
+
+
+def discover() -> dict[str, Path]:
+    """``{name: folder}`` of the supported pipeline folders found in :func:`model_roots`."""
+    models: dict[str, Path] = {}
+    for root in model_roots():
+        for name, folder in _candidates(root):
+            if name in models or name in BUILTIN:
+                continue
+            if family_for(_index_class(folder)) is None:
+                log.debug("RefVideo: %s is not a supported pipeline; not listed.", folder)
+                continue
+            models[name] = folder
+    return models
+
+
+def list_models() -> list[str]:
+    """The loader's combo: ``previz``, ``tiny-random``, then the discovered model folders."""
+    return [*BUILTIN, *discover()]
+
+
+def match_targets() -> list[str]:
+    """Choices for ``match_frames_of``: ``auto`` (Wan timing) and every non-previz model."""
+    return [AUTO_TARGET, *[m for m in list_models() if m != PREVIZ]]
+
+
+def list_loras() -> list[str]:
+    """``none`` plus every ``.safetensors`` file under the LoRA folders (relative names)."""
+    names: list[str] = []
+    for root in host.model_dirs("loras"):
+        if not root.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for fn in sorted(filenames):
+                if fn.endswith(LORA_SUFFIX):
+                    rel = Path(dirpath, fn).relative_to(root).as_posix()
+                    if rel not in names:
+                        names.append(rel)
+    return ["none", *names]
+
+
+def lora_path(name: str) -> Path | None:
+    """The file of a LoRA named as in :func:`list_loras` (contained in a LoRA folder)."""
+    if name in ("", "none"):
+        return None
+    if not name.endswith(LORA_SUFFIX):
+        raise ModelNotFound(f"'{name}' is not a .safetensors LoRA.", input="lora",
+                            fix="RefVideo loads LoRAs in safetensors format only; choose one from the list.")
+    roots = [r for r in host.model_dirs("loras") if r.is_dir()]
+    for root in roots:
+        path = contained(root, name, input_name="lora")
+        if path.is_file():
+            return path
+    where = ", ".join(str(r) for r in host.model_dirs("loras"))
+    raise ModelNotFound(f"the LoRA '{name}' was not found.", input="lora",
+                        fix=f"Put the .safetensors file in one of: {where}.")
+
+
+# --------------------------------------------------------------------------- the handle
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    """The REFVIDEO_MODEL value: a validated model choice; weights load on :meth:`backend`."""
+
+    name: str
+    folder: Path | None = None
+    options: LoadOptions = field(default_factory=LoadOptions)
+    family: str = ""
+
+    @property
+    def spec(self) -> ModelSpec:
+        """fps, frame rule, size multiple, roles, default steps/guidance: without loading."""
+        return _spec(self.name, self.folder, self.family, self.options.match_frames_of)
+
+    @property
+    def lora(self) -> Path | None:
+        return lora_path(self.options.lora)
+
+    def with_options(self, **changes) -> ModelHandle:
+        return ModelHandle(self.name, self.folder, self.options.with_(**changes), self.family)
+
+    def backend(self) -> VideoBackend:
+        """Load (or take from the cache) and return the backend that renders with this model."""
+        if self.name == PREVIZ:
+            previz = _import_previz()
+            return previz.PrevizBackend(fps=self.spec.fps, frame_rule=self.spec.frame_rule)
+        if self.name == TINY_RANDOM:
+            from . import tiny_random
+
+            return tiny_random.load(self)
+        fam = family_for(self.family)
+        assert fam is not None, self.family
+        return fam.load(self)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "folder": str(self.folder) if self.folder else None,
+                "options": self.options.describe(), "spec": self.spec.describe()}
+
+
+def _import_previz():
+    try:
+        return importlib.import_module(".previz", __package__)
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.previz":
+            raise
+        raise ModelNotFound("the previz backend is not part of this installation.", input="model",
+                            fix="Reinstall RefVideo, or choose a diffusion model.") from None
+
+
+@lru_cache(maxsize=32)
+def _spec(name: str, folder: Path | None, family: str, match_frames_of: str) -> ModelSpec:
+    if name == PREVIZ:
+        return _previz_spec(match_frames_of)
+    if name == TINY_RANDOM:
+        from .tiny_random import SPEC
+
+        return SPEC
+    fam = family_for(family)
+    assert fam is not None and folder is not None
+    from .model_folder import read_index
+
+    return fam.spec(name, folder, read_index(folder, name=name))
+
+
+def _previz_spec(match_frames_of: str) -> ModelSpec:
+    """previz, timed like the model whose control video it will be (``auto``: Wan, 16 fps, 4k+1)."""
+    fps, rule = 16.0, WAN_FRAMES
+    if match_frames_of not in (AUTO_TARGET, "", None):
+        target = resolve(match_frames_of, input_name="match_frames_of").spec
+        fps, rule = target.fps, target.frame_rule
+    defaults = family_defaults("previz")
+    size_multiple = 2
+    try:
+        size_multiple = int(getattr(_import_previz().PrevizBackend, "size_multiple", 2))
+    except ModelNotFound:
+        pass
+    return ModelSpec(name=PREVIZ, kind=PREVIZ, fps=fps, frame_rule=rule, size_multiple=size_multiple,
+                     roles=frozenset(ROLES), default_steps=defaults.get("default_steps", 1),
+                     default_guidance=defaults.get("default_guidance", 1.0), native_resolution="1080p",
+                     family="previz", needs_weights=False,
+                     description="2.5D animatic of the references on CPU: blocking and camera, no diffusion.")
+
+
+def resolve(name: str, options: LoadOptions | None = None, *, input_name: str = "model") -> ModelHandle:
+    """Validate a model choice and return its lazy handle; nothing is loaded.
+
+    Refuses, naming ``input_name``: unknown names, folders without ``model_index.json``,
+    unsupported pipeline classes, missing component files, non-safetensors weights, and a
+    LoRA that is not in the LoRA folders.
+    """
+    options = options or LoadOptions()
+    if options.match_frames_of == PREVIZ:
+        raise ModelNotFound("previz cannot be its own timing target.", input="match_frames_of",
+                            fix="Choose 'auto' or the diffusion model the animatic will steer.")
+    if name in BUILTIN:
+        handle = ModelHandle(name, None, options, name)
+    else:
+        folder = _find_folder(name, input_name)
+        from .model_folder import read_index, validate
+
+        fam = family_for(read_index(folder, name=name).get("_class_name"))
+        # an unsupported class is refused here, with the list of supported ones
+        validate(folder, name=name, supported=fam.pipeline_classes if fam else supported_classes(),
+                 weight_components=fam.weight_components if fam else ())
+        handle = ModelHandle(name, folder, options, fam.pipeline_classes[0] if fam else "")
+    handle.lora  # refuses a missing LoRA now, not after the budget was reserved
+    if name == PREVIZ:
+        handle.spec  # resolves and validates match_frames_of
+    return handle
+
+
+def _find_folder(name: str, input_name: str) -> Path:
+    if not isinstance(name, str) or not name.strip():
+        raise ModelNotFound("no model was chosen.", input=input_name, fix="Choose a model from the list.")
+    for root in model_roots():
+        folder = contained(root, name, input_name=input_name)
+        if folder.is_dir():
+            return folder
+    available = ", ".join(list_models())
+    where = ", ".join(str(r) for r in model_roots())
+    raise ModelNotFound(f"'{name}' is not an installed model.", input=input_name,
+                        fix=f"Choose one of: {available}; or put a diffusers model folder in {where} "
+                        "(see docs/models.md).")
+
+
+def report(handle: ModelHandle) -> str:
+    """A short text about the chosen model, shown in the loader node."""
+    spec = handle.spec
+    lines = [f"{spec.name}: {spec.description}",
+             f"{spec.fps:g} fps, frames {spec.frame_rule.step}k+{spec.frame_rule.offset}, sizes in multiples of "
+             f"{spec.size_multiple}; renders {', '.join(spec.resolutions)} (trained at {spec.native_resolution}).",
+             f"Pastes roles: {', '.join(sorted(spec.roles))}. Defaults: {spec.default_steps} steps, "
+             f"guidance {spec.default_guidance:g}; preset '{handle.options.preset}'."]
+    if handle.options.lora != "none":
+        lines.append(f"LoRA: {handle.options.lora} at {handle.options.lora_strength:g}.")
+    if spec.test_only:
+        lines.append("TEST ONLY: random weights, the output is noise.")
+    return "\n".join(lines)

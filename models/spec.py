@@ -1,0 +1,130 @@
+"""What a model is, known without loading it, and how the user asked for it to be loaded.
+
+:class:`ModelSpec` holds the facts the sampler plans with (fps, frame rule, size multiple,
+roles, default steps and guidance, the resolutions it renders); :class:`LoadOptions` holds
+the loader's choices (preset, dtype, memory mode, attention, compile, LoRA, ...). Both are
+plain data: reading them never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+from ..engine.errors import InputError
+from ..engine.memory_plan import ArchFacts
+from ..engine.sizes import RESOLUTIONS, WAN_FRAMES, FrameRule
+
+DTYPES: tuple[str, ...] = ("auto", "bf16", "fp16", "fp32")
+MEMORY_MODES: tuple[str, ...] = ("auto", "none", "model_offload", "group_offload", "sequential_offload")
+COMPILE_MODES: tuple[str, ...] = ("auto", "off", "blocks", "full")
+CFG_BATCHING: tuple[str, ...] = ("auto", "on", "off")
+HD_STRATEGIES: tuple[str, ...] = ("auto", "crop", "upscale")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Facts about one model that the sampler needs before (and without) loading it."""
+
+    name: str
+    kind: str  # "previz", "tiny-random" or the diffusers pipeline class name
+    fps: float
+    frame_rule: FrameRule = WAN_FRAMES
+    size_multiple: int = 16
+    roles: frozenset[str] = frozenset({"character", "environment", "prop"})
+    default_steps: int = 30
+    default_guidance: float = 5.0
+    resolutions: tuple[str, ...] = tuple(RESOLUTIONS)
+    native_resolution: str = "720p"  # the size it was trained at: above it the info warns
+    trained_frames: int | None = None  # longer clips work but drift: the info warns
+    family: str = ""  # the preset family in engine/data/presets.json ("wan", "previz")
+    needs_weights: bool = True
+    test_only: bool = False
+    description: str = ""
+    arch: ArchFacts | None = None
+
+    def describe(self) -> dict:
+        """The spec as JSON-ready data (for the loader's report and the generation info)."""
+        data = {k: v for k, v in asdict(self).items() if k not in ("frame_rule", "roles", "arch")}
+        data["frame_rule"] = f"{self.frame_rule.step}k+{self.frame_rule.offset}"
+        data["roles"] = sorted(self.roles)
+        return data
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load and run a model: the RefVideoModelLoader's inputs, with defaults."""
+
+    preset: str = "default"
+    dtype: str = "auto"
+    memory_mode: str = "auto"
+    vae_tiling: bool = False
+    attention: str = "auto"
+    compile: str = "auto"
+    cfg_batching: str = "auto"
+    lora: str = "none"
+    lora_strength: float = 1.0
+    hd_strategy: str = "auto"
+    match_frames_of: str = "auto"
+    keep_loaded: bool = True
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("dtype", DTYPES), ("memory_mode", MEMORY_MODES), ("compile", COMPILE_MODES),
+                              ("cfg_batching", CFG_BATCHING), ("hd_strategy", HD_STRATEGIES)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise InputError(f"'{value}' is not a valid choice.", input=name,
+                                 fix=f"Choose one of {', '.join(allowed)}.")
+        preset(self.preset)
+        if self.attention not in attention_names():
+            raise InputError(f"'{self.attention}' is not an attention backend.", input="attention",
+                             fix=f"Choose one of {', '.join(attention_names())}.")
+        if not math.isfinite(float(self.lora_strength)) or abs(float(self.lora_strength)) > 8:
+            raise InputError(f"LoRA strength {self.lora_strength} is out of range.", input="lora_strength",
+                             fix="Give a strength between -8 and 8 (1.0 = as trained).")
+
+    def load_key(self) -> tuple:
+        """What changes the loaded weights or their placement (the pipeline cache key)."""
+        return (self.dtype, self.memory_mode, self.vae_tiling, self.attention, self.compile,
+                self.lora, round(float(self.lora_strength), 6))
+
+    def with_(self, **changes) -> LoadOptions:
+        return replace(self, **changes)
+
+    def describe(self) -> dict:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- presets (data)
+
+_PRESETS_FILE = Path(__file__).resolve().parent.parent / "engine" / "data" / "presets.json"
+
+
+@lru_cache(maxsize=1)
+def presets_data() -> dict:
+    """engine/data/presets.json: sampling presets, per-family defaults, attention backends."""
+    return json.loads(_PRESETS_FILE.read_text(encoding="utf-8"))
+
+
+def preset_names() -> list[str]:
+    return list(presets_data()["presets"])
+
+
+def preset(name: str) -> dict:
+    """One sampling preset, or a clear error naming the valid ones."""
+    presets = presets_data()["presets"]
+    if name not in presets:
+        raise InputError(f"'{name}' is not a preset.", input="preset", fix=f"Choose one of {', '.join(presets)}.")
+    return presets[name]
+
+
+def family_defaults(family: str) -> dict:
+    """Defaults of a model family (steps, guidance, scheduler, negative prompt)."""
+    return presets_data()["families"].get(family, {})
+
+
+def attention_names() -> list[str]:
+    return list(presets_data()["attention"])

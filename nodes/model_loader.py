@@ -1,0 +1,88 @@
+"""RefVideoModelLoader: choose a video model and how to run it; weights load later, in the sampler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..models import registry
+from ..models.spec import CFG_BATCHING, COMPILE_MODES, DTYPES, HD_STRATEGIES, MEMORY_MODES, LoadOptions, \
+    attention_names, preset_names
+from .common import CATEGORY, MODEL, with_ui
+
+
+class RefVideoModelLoader:
+    """Validates a model choice and its options and returns a lazy handle (nothing loads here)."""
+
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("Chooses the video model: 'previz' (a CPU animatic, no weights), 'tiny-random' (test only) or a "
+                   "diffusers model folder such as Wan2.1-VACE-1.3B/14B in models/diffusers. It checks the folder "
+                   "now; the weights load inside RefVideoSampler after its inputs and credits are checked, and "
+                   "stay loaded for the next run.")
+    RETURN_TYPES = (MODEL, "STRING")
+    RETURN_NAMES = ("model", "model_info")
+    OUTPUT_TOOLTIPS = ("The model handle for RefVideoSampler (and CreditMeter's per-model pricing).",
+                       "What the model is: fps, frame rule, roles it pastes, defaults.")
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "model": (registry.list_models(), {
+                    "tooltip": "previz: animatic of the references (CPU, seconds). tiny-random: random weights, for "
+                               "tests. Others: diffusers folders found in models/diffusers (see docs/models.md)."}),
+            },
+            "optional": {
+                "preset": (preset_names(), {"default": "default",
+                           "tooltip": "Sampling defaults: steps, guidance and scheduler. distill-4step/8step are "
+                                      "for step-distillation LoRAs (about 20x faster). The sampler's own non-zero "
+                                      "steps/guidance win."}),
+                "lora": (registry.list_loras(), {"default": "none",
+                         "tooltip": "A .safetensors LoRA from models/loras, fused into the transformer."}),
+                "lora_strength": ("FLOAT", {"default": 1.0, "min": -8.0, "max": 8.0, "step": 0.05,
+                                  "tooltip": "How strongly the LoRA applies (1.0 = as trained)."}),
+                "dtype": (list(DTYPES), {"default": "auto",
+                          "tooltip": "Weight precision. auto: bf16 on NVIDIA, fp16 on Apple, fp32 on CPU. The "
+                                     "VAE always runs in fp32."}),
+                "memory_mode": (list(MEMORY_MODES), {"default": "auto",
+                                "tooltip": "auto: the fastest that fits in free GPU memory. none: all on the GPU. "
+                                           "model_offload: one component at a time. group_offload: a few blocks "
+                                           "at a time. sequential_offload: one layer at a time (slowest)."}),
+                "vae_tiling": ("BOOLEAN", {"default": False,
+                               "tooltip": "Decode in tiles: much less memory at 720p/1080p, slightly slower."}),
+                "attention": (attention_names(), {"default": "auto",
+                              "tooltip": "Attention kernel. auto: cuDNN attention on H100-class GPUs, else "
+                                         "PyTorch's default. flash-attn and sage need their packages."}),
+                "compile": (list(COMPILE_MODES), {"default": "auto",
+                            "tooltip": "torch.compile the transformer. auto: its repeated blocks on NVIDIA GPUs "
+                                       "with Triton (first run slower, later runs faster); off elsewhere."}),
+                "cfg_batching": (list(CFG_BATCHING), {"default": "auto",
+                                 "tooltip": "Run the guided and unguided passes of a step as one batch. auto: when "
+                                            "it fits in memory. Same result."}),
+                "hd_strategy": (list(HD_STRATEGIES), {"default": "auto",
+                                "tooltip": "1080p: 'crop' renders 1920x1088 and crops; 'upscale' renders 720p and "
+                                           "upscales. auto: crop for 720p-native models (14B), upscale otherwise."}),
+                "match_frames_of": (registry.match_targets(), {"default": registry.AUTO_TARGET,
+                                    "tooltip": "previz only: plan the animatic with this model's fps and frame "
+                                               "count so it lines up frame for frame as its control video. auto = "
+                                               "Wan (16 fps, 4k+1 frames)."}),
+                "keep_loaded": ("BOOLEAN", {"default": True,
+                                "tooltip": "Keep the weights loaded after the run (faster next run); off frees the "
+                                           "memory when the clip is done."}),
+            },
+        }
+
+    def load(self, model: str, preset: str = "default", lora: str = "none", lora_strength: float = 1.0,
+             dtype: str = "auto", memory_mode: str = "auto", vae_tiling: bool = False, attention: str = "auto",
+             compile: str = "auto", cfg_batching: str = "auto", hd_strategy: str = "auto",
+             match_frames_of: str = registry.AUTO_TARGET, keep_loaded: bool = True) -> dict[str, Any]:
+        options = LoadOptions(preset=preset, dtype=dtype, memory_mode=memory_mode, vae_tiling=vae_tiling,
+                              attention=attention, compile=compile, cfg_batching=cfg_batching, lora=lora,
+                              lora_strength=lora_strength, hd_strategy=hd_strategy, match_frames_of=match_frames_of,
+                              keep_loaded=keep_loaded)
+        handle = registry.resolve(model, options)
+        report = registry.report(handle)
+        return with_ui((handle, report), report)
+
+
+NODES = {"RefVideoModelLoader": (RefVideoModelLoader, "RefVideo Model Loader")}
