@@ -153,6 +153,12 @@ def _windows_start(pid: int) -> str | None:
     from ctypes import wintypes
 
     kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    kernel32.OpenProcess.restype = wintypes.HANDLE
+    kernel32.OpenProcess.argtypes = (wintypes.DWORD, wintypes.BOOL, wintypes.DWORD)
+    filetime = ctypes.POINTER(wintypes.FILETIME)
+    for name, args in (("GetExitCodeProcess", (wintypes.HANDLE, ctypes.POINTER(wintypes.DWORD))),
+                       ("GetProcessTimes", (wintypes.HANDLE, *[filetime] * 4)), ("CloseHandle", (wintypes.HANDLE,))):
+        getattr(kernel32, name).argtypes, getattr(kernel32, name).restype = args, wintypes.BOOL
     handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
     if not handle:
         return None if ctypes.get_last_error() == 87 else ""  # 87: no such process
