@@ -1,0 +1,344 @@
+"""Clips saved into the output folder, and the file-backed VIDEO object that points at them.
+
+:func:`save_clip` is what the VideoEncode node calls: it places the file under the output
+folder (the prefix may name subfolders but never leave it), gathers the metadata, encodes,
+and returns the preview entries ComfyUI shows plus a VIDEO value. The VIDEO value is
+ComfyUI's own file-backed object where ComfyUI provides one and can read the format;
+otherwise :class:`VideoFile`, which offers the same methods (dimensions, duration, frame
+count and rate, components, ``save_to``), so core SaveVideo and other packs interoperate.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import host, manifest
+from .encoder import DEFAULT_CRF, DEFAULT_FORMAT, DEFAULT_SPEED, FIT_AUDIO, EncodeResult, encode_video, get_format
+from .errors import InputError, require
+from .frames import numpy_to_audio, to_tensor
+from .paths import contained
+from .storage import unique_path, validate_name
+
+DEFAULT_PREFIX = "RefVideo/clip"
+_PIL_FORMATS = {"webp"}  # animated WebP: FFmpeg cannot decode it, Pillow can
+
+
+@dataclass
+class VideoComponents:
+    """Frames ``[F, H, W, 3]`` float 0..1, optional AUDIO, frame rate and container metadata."""
+
+    images: Any
+    audio: dict | None
+    frame_rate: Fraction
+    metadata: dict = field(default_factory=dict)
+
+
+class VideoFile:
+    """A video on disk (a file, or a PNG-sequence folder) with ComfyUI's VIDEO methods."""
+
+    def __init__(self, path: str | os.PathLike, *, frame_rate: float | Fraction | None = None,
+                 start_time: float = 0.0, duration: float = 0.0) -> None:
+        self.path = Path(path)
+        self._rate = Fraction(frame_rate).limit_denominator(1001) if frame_rate else None
+        self._start = float(start_time)
+        self._duration = float(duration)
+
+    def __repr__(self) -> str:
+        return f"VideoFile({str(self.path)!r})"
+
+    # -- what the file is
+
+    @property
+    def is_sequence(self) -> bool:
+        return self.path.is_dir()
+
+    def _sequence_files(self) -> list[Path]:
+        return sorted(self.path.glob("*.png"))
+
+    def _uses_pillow(self) -> bool:
+        return self.is_sequence or self.path.suffix.lower().lstrip(".") in _PIL_FORMATS
+
+    def get_stream_source(self) -> str:
+        return str(self.path)
+
+    def get_container_format(self) -> str:
+        if self.is_sequence:
+            return "image2"
+        if self._uses_pillow():
+            return self.path.suffix.lower().lstrip(".")
+        av = require("av", "Reading video files")
+        with av.open(str(self.path)) as container:
+            return container.format.name
+
+    def get_dimensions(self) -> tuple[int, int]:
+        if self._uses_pillow():
+            from PIL import Image
+
+            with Image.open(self._sequence_files()[0] if self.is_sequence else self.path) as image:
+                return image.size
+        av = require("av", "Reading video files")
+        with av.open(str(self.path)) as container:
+            stream = container.streams.video[0]
+            return stream.width, stream.height
+
+    def get_frame_rate(self) -> Fraction:
+        if self._rate is not None:
+            return self._rate
+        if self._uses_pillow():
+            return self._pillow_rate()
+        av = require("av", "Reading video files")
+        with av.open(str(self.path)) as container:
+            rate = container.streams.video[0].average_rate
+        return Fraction(rate) if rate else Fraction(1)
+
+    def _pillow_rate(self) -> Fraction:
+        from PIL import Image
+
+        if self.is_sequence:
+            return Fraction(16)
+        with Image.open(self.path) as image:
+            duration_ms = image.info.get("duration") or 0
+        return Fraction(1000, int(duration_ms)) if duration_ms else Fraction(16)
+
+    def get_frame_count(self) -> int:
+        return int(np.shape(self._decode_frames())[0]) if (self._start or self._duration) else self._raw_frame_count()
+
+    def _raw_frame_count(self) -> int:
+        if self.is_sequence:
+            return len(self._sequence_files())
+        if self._uses_pillow():
+            from PIL import Image
+
+            with Image.open(self.path) as image:
+                return int(getattr(image, "n_frames", 1))
+        av = require("av", "Reading video files")
+        with av.open(str(self.path)) as container:
+            stream = container.streams.video[0]
+            if stream.frames:
+                return int(stream.frames)
+            return sum(1 for _ in container.decode(stream))
+
+    def get_duration(self) -> float:
+        return self.get_frame_count() / float(self.get_frame_rate())
+
+    # -- decoding
+
+    def _window(self, count: int) -> slice:
+        rate = float(self.get_frame_rate())
+        start = int(round(self._start * rate))
+        stop = start + int(round(self._duration * rate)) if self._duration else count
+        return slice(start, min(stop, count))
+
+    def _decode_frames(self) -> np.ndarray:
+        frames = self._decode_pillow() if self._uses_pillow() else self._decode_av()[0]
+        return frames[self._window(frames.shape[0])]
+
+    def _decode_pillow(self) -> np.ndarray:
+        from PIL import Image, ImageSequence
+
+        if self.is_sequence:
+            images = [np.asarray(Image.open(p).convert("RGB")) for p in self._sequence_files()]
+        else:
+            with Image.open(self.path) as image:
+                images = [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(image)]
+        return np.stack(images).astype(np.float32) / 255.0
+
+    def _decode_av(self) -> tuple[np.ndarray, dict | None]:
+        av = require("av", "Reading video files")
+        images: list[np.ndarray] = []
+        chunks: list[np.ndarray] = []
+        rate = 0
+        with av.open(str(self.path)) as container:
+            for frame in container.decode(video=0):
+                images.append(frame.to_ndarray(format="rgb24"))
+        with av.open(str(self.path)) as container:
+            if container.streams.audio:
+                stream = container.streams.audio[0]
+                rate = stream.rate
+                resampler = av.AudioResampler(format="fltp")
+                for frame in container.decode(stream):
+                    for planar in resampler.resample(frame):
+                        chunks.append(planar.to_ndarray())
+        frames = np.stack(images).astype(np.float32) / 255.0
+        audio = None
+        if chunks:
+            samples = np.concatenate(chunks, axis=1).astype(np.float32)
+            audio = numpy_to_audio(samples, rate)
+        return frames, audio
+
+    def get_components(self) -> VideoComponents:
+        """Decode the whole clip: frames as a torch tensor (numpy without torch), audio, rate, metadata."""
+        rate = self.get_frame_rate()
+        if self._uses_pillow():
+            frames, audio = self._decode_pillow(), None
+        else:
+            frames, audio = self._decode_av()
+        window = self._window(frames.shape[0])
+        frames = frames[window]
+        if audio is not None and (self._start or self._duration):
+            samples = np.asarray(audio["waveform"])[0]
+            sr = audio["sample_rate"]
+            begin = int(window.start / float(rate) * sr)
+            end = int(window.stop / float(rate) * sr)
+            audio = numpy_to_audio(np.ascontiguousarray(samples[:, begin:end]), sr)
+        return VideoComponents(to_tensor(frames), audio, rate, manifest.read_metadata(self.path))
+
+    def as_trimmed(self, start_time: float = 0.0, duration: float = 0.0,
+                   strict_duration: bool = True) -> VideoFile | None:
+        """A view of ``duration`` seconds from ``start_time`` (None if the clip is too short and strict)."""
+        trimmed = VideoFile(self.path, frame_rate=self._rate, start_time=self._start + (start_time or 0.0),
+                            duration=duration or 0.0)
+        if strict_duration and duration and trimmed.get_duration() + 1e-6 < duration:
+            return None
+        return trimmed
+
+    # -- saving
+
+    def save_to(self, path: str | os.PathLike | io.BytesIO, format: Any = "auto", codec: Any = "auto",
+                metadata: Mapping[str, Any] | None = None) -> None:
+        """Write the clip to ``path`` as MP4: streams copied where possible, else re-encoded as H.264."""
+        format_name = str(getattr(format, "value", format) or "auto").lower()
+        codec_name = str(getattr(codec, "value", codec) or "auto").lower()
+        if format_name not in ("auto", "mp4"):
+            raise InputError(f"a VIDEO can be saved as MP4 only, not '{format_name}'.", input="format",
+                             fix="Choose format 'auto' or 'mp4'.")
+        tags = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
+        if self._can_copy_streams(codec_name) and not isinstance(path, io.BytesIO):
+            self._copy_streams(Path(path), tags)
+            return
+        components = self.get_components()
+        if isinstance(path, io.BytesIO):
+            tmp = Path(host.temp_dir()) / f"refvideo_video_{os.getpid()}_{id(path)}.mp4"
+            try:
+                encode_video(components.images, float(components.frame_rate), tmp, audio=components.audio,
+                             metadata=tags, format=DEFAULT_FORMAT)
+                path.write(tmp.read_bytes())
+            finally:
+                tmp.unlink(missing_ok=True)
+            return
+        encode_video(components.images, float(components.frame_rate), Path(path), audio=components.audio,
+                     metadata=tags, format=DEFAULT_FORMAT)
+
+    def _can_copy_streams(self, codec_name: str) -> bool:
+        if self._uses_pillow() or self._start or self._duration:
+            return False
+        if codec_name == "auto":
+            return True
+        av = require("av", "Reading video files")
+        with av.open(str(self.path)) as container:
+            return container.streams.video[0].codec_context.name == codec_name
+
+    def _copy_streams(self, target: Path, tags: Mapping[str, str]) -> None:
+        from .storage import atomic_path
+
+        av = require("av", "Writing video files")
+        with av.open(str(self.path)) as source, atomic_path(target) as tmp:
+            with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "use_metadata_tags"}) as output:
+                for key, value in {**dict(source.metadata), **tags}.items():
+                    output.metadata[key] = value
+                mapping = {}
+                for stream in source.streams:
+                    if stream.type in ("video", "audio"):
+                        mapping[stream] = output.add_stream_from_template(template=stream, opaque=True)
+                for packet in source.demux(*mapping):
+                    if packet.dts is None:
+                        continue
+                    packet.stream = mapping[packet.stream]
+                    output.mux(packet)
+
+
+# --------------------------------------------------------------------------- saving into the output folder
+
+
+@dataclass
+class SavedClip:
+    """A clip written by :func:`save_clip`."""
+
+    result: EncodeResult
+    subfolder: str
+    preview: dict[str, list]
+    video: Any
+
+    @property
+    def path(self) -> Path:
+        return self.result.path
+
+
+def output_target(filename_prefix: str, extension: str) -> tuple[Path, str]:
+    """The next free ``<prefix>_00001<ext>`` in the output folder, and its subfolder (posix, relative)."""
+    root = host.output_dir()
+    text = (filename_prefix or "").strip().replace("\\", "/") or DEFAULT_PREFIX
+    if text.endswith("/"):
+        text += "clip"
+    resolved = contained(root, text, input_name="filename_prefix")
+    stem = validate_name(resolved.name, kind="file name", input_name="filename_prefix")
+    folder = resolved.parent
+    real_root = Path(os.path.realpath(root))
+    subfolder = folder.relative_to(real_root).as_posix() if folder != real_root else ""
+    return unique_path(folder, stem, extension), subfolder
+
+
+def preview_entries(result: EncodeResult, subfolder: str) -> dict[str, list]:
+    """The UI payload ComfyUI shows for an output video (as core SaveVideo reports it)."""
+    if get_format(result.format).is_sequence:
+        folder = f"{subfolder}/{result.path.name}" if subfolder else result.path.name
+        images = [{"filename": f.name, "subfolder": folder, "type": "output", "format": result.mime}
+                  for f in result.files]
+        return {"images": images, "animated": [False]}
+    entry = {"filename": result.path.name, "subfolder": subfolder, "type": "output", "format": result.mime}
+    return {"images": [entry], "animated": [True]}
+
+
+def video_value(path: Path, fps: float, format_name: str) -> Any:
+    """ComfyUI's own VIDEO for ``path`` where it can read the format, else a :class:`VideoFile`."""
+    preset = get_format(format_name)
+    if not preset.is_sequence and preset.container not in _PIL_FORMATS:
+        native = host.comfy_video_from_file(path)
+        if native is not None:
+            return native
+    return VideoFile(path, frame_rate=fps)
+
+
+def save_clip(
+    frames: Any,
+    fps: float,
+    filename_prefix: str = DEFAULT_PREFIX,
+    *,
+    format: str = DEFAULT_FORMAT,
+    crf: int = DEFAULT_CRF,
+    speed: str = DEFAULT_SPEED,
+    audio: Mapping[str, Any] | None = None,
+    audio_fit: str = FIT_AUDIO,
+    generation_info: Any = None,
+    prompt: dict | None = None,
+    extra_pnginfo: dict | None = None,
+) -> SavedClip:
+    """Encode a clip into the output folder with its metadata (unless the host disabled metadata)."""
+    preset = get_format(format)
+    metadata = None
+    info = manifest.parse_generation_info(generation_info)
+    if not host.metadata_disabled():
+        metadata = manifest.container_metadata(info, prompt, extra_pnginfo)
+    target, subfolder = output_target(filename_prefix, preset.extension)
+    result = encode_video(frames, fps, target, format=format, crf=crf, speed=speed, audio=audio,
+                          audio_fit=audio_fit, metadata=metadata)
+    return SavedClip(result, subfolder, preview_entries(result, subfolder), video_value(result.path, fps, format))
+
+
+def describe(saved: SavedClip) -> str:
+    """One line for the node: what was written, plus any warnings."""
+    r = saved.result
+    name = f"{saved.subfolder}/{r.path.name}" if saved.subfolder else r.path.name
+    text = f"Saved {name}: {r.frames} frames, {r.width}x{r.height} at {r.fps:g} fps ({r.seconds:.2f} s)"
+    if r.audio_seconds is not None:
+        text += f", audio {r.audio_seconds:.2f} s at {r.audio_sample_rate} Hz"
+    return "\n".join([text + "."] + [f"Note: {w}" for w in r.warnings])
