@@ -232,13 +232,17 @@ def _weight(draft: MoveDraft, vocab: Vocabulary) -> float:
 
 
 def _timed_moves(reading: Reading, vocab: Vocabulary) -> tuple[CameraMove, ...]:
-    """Steps share the shot in proportion to their weights; moves in a step run together."""
+    """Steps share the shot in proportion to their weights; moves in a step run together.
+
+    Quick moves alone (a whip pan, a rack) keep their short share, centred in the shot with
+    a hold before and after, rather than being stretched over the whole clip.
+    """
     whole = [d for step in reading.steps for d in step if vocab.moves[d.kind].get("whole_shot")]
     steps = _changing_steps(reading.steps, vocab)
     weights = [max(_weight(d, vocab) for d in step) for step in steps]
-    total = sum(weights) or 1.0
+    total = max(sum(weights), 1.0)
     moves = [_move(d, 0.0, 1.0, vocab) for d in whole]
-    start = 0.0
+    start = (1.0 - sum(weights) / total) / 2.0
     for step, weight in zip(steps, weights):
         length = weight / total
         moves.extend(_move(d, start, start + length * _weight(d, vocab) / weight, vocab) for d in step)

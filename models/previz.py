@@ -1,0 +1,64 @@
+"""The ``previz`` backend: a 2.5D animatic of the shot, on CPU, in seconds, without weights.
+
+It runs through RefVideoSampler like a diffusion model (same inputs, same outputs), so a
+workflow switches between previz and a real model with one combo. Built with another
+model's fps and frame rule, its animatic lines up frame for frame with that model's clip
+and can be its control video. numpy and Pillow only: it runs where torch is not installed.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..engine.camera import parse_shot, reference_targets
+from ..engine.previz_render import render_animatic
+from ..engine.reference import ROLES
+from ..engine.sizes import WAN_FRAMES, FrameRule
+from .backend import RenderRequest, RenderResult, VideoBackend
+
+
+class PrevizBackend(VideoBackend):
+    """Reference layers + the parsed camera path -> animatic frames."""
+
+    name = "previz"
+    size_multiple = 2  # any even size: previz draws 1080p directly
+    roles = frozenset(ROLES)  # style references tint the grade
+    default_steps = 1
+    default_guidance = 1.0
+    needs_weights = False
+
+    def __init__(self, fps: float = 16.0, frame_rule: FrameRule = WAN_FRAMES) -> None:
+        self.fps = float(fps)
+        self.frame_rule = frame_rule
+
+    def render(self, request: RenderRequest) -> RenderResult:
+        """Draw ``request.plan.frames`` frames of the camera path over the reference layers.
+
+        The sampler passes the parsed camera (and reports its unknown words itself); called
+        without one, previz reads the prompt and the style's camera habit here.
+        """
+        plan = request.plan
+        camera = request.camera
+        own_camera = camera is None
+        if own_camera:
+            default = request.style.camera if request.style is not None else ""
+            camera = parse_shot(request.prompt, default_camera=default,
+                                targets=reference_targets(request.references))
+        started = time.perf_counter()
+        animatic = render_animatic(
+            request.references, camera,
+            size=(plan.width, plan.height), render_size=(plan.render_width, plan.render_height),
+            frames=plan.frames, fps=plan.fps, seed=request.seed,
+            first_frames=request.first_frames, on_step=request.on_step,
+        )
+        info = dict(animatic.info)
+        warnings = list(info.pop("warnings", []))
+        if own_camera and camera.unknown:
+            warnings.append("camera words not understood (left out): " + ", ".join(camera.unknown) + ".")
+        if not own_camera:
+            info.pop("camera", None)  # the sampler records it
+        if request.control_video is not None:
+            warnings.append("previz draws its own camera path; the control_video input was not used.")
+        info.update(backend=self.name, warnings=warnings,
+                    timings={"previz_render": round(time.perf_counter() - started, 4)})
+        return RenderResult(frames=animatic.frames, info=info)
