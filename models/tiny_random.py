@@ -23,7 +23,7 @@ Z_DIM = 16
 TEXT_DIM = 32
 # The component configs (the smallest that still exercise every part of Wan VACE).
 TEXT_ENCODER = dict(d_model=TEXT_DIM, d_kv=8, d_ff=64, num_layers=2, num_heads=4, relative_attention_num_buckets=8)
-VAE = dict(base_dim=4, z_dim=Z_DIM, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
+VAE = dict(base_dim=2, z_dim=Z_DIM, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
 TRANSFORMER = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=Z_DIM,
                    out_channels=Z_DIM, text_dim=TEXT_DIM, freq_dim=256, ffn_dim=32, num_layers=3, cross_attn_norm=True,
                    qk_norm="rms_norm_across_heads", rope_max_seq_len=32, vace_layers=[0, 2],
@@ -36,8 +36,8 @@ SPEC = ModelSpec(
     default_guidance=_FAMILY["default_guidance"], resolutions=("144p", "480p"), native_resolution="480p",
     family="tiny", test_only=True,
     description="TEST ONLY: a tiny Wan VACE pipeline with seeded random weights; its output is noise.",
-    arch=ArchFacts(text_encoder_params=22_240, transformer_params=59_408, vae_params=21_819, blocks=3, hidden=24,
-                   ffn=32, control_layers=2, vae_base_dim=4, text_layers=2, text_hidden=TEXT_DIM,
+    arch=ArchFacts(text_encoder_params=22_240, transformer_params=59_408, vae_params=8_025, blocks=3, hidden=24,
+                   ffn=32, control_layers=2, vae_base_dim=2, text_layers=2, text_hidden=TEXT_DIM,
                    largest_leaf_params=9_216),
 )
 

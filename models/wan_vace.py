@@ -41,27 +41,76 @@ BIG_MODEL_HIDDEN = 5120  # 14B; the 1.3B model has 1536
 _EMBED_CACHE = 4
 
 
+# The published architectures (configs of the Wan-AI '-diffusers' repositories), for the
+# benchmark, which builds them with random weights, and for memory planning in tests and docs.
+TEXT_ENCODER_CONFIG = dict(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+                           feed_forward_proj="gated-gelu", relative_attention_num_buckets=32)
+VAE_CONFIG = dict(base_dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+                  temperal_downsample=[False, True, True])
+_TRANSFORMER_COMMON = dict(patch_size=(1, 2, 2), attention_head_dim=128, in_channels=16, out_channels=16,
+                           text_dim=4096, freq_dim=256, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+                           rope_max_seq_len=1024, vace_in_channels=96)
+REFERENCE_ARCHITECTURES: dict[str, dict] = {
+    "Wan2.1-VACE-1.3B": dict(_TRANSFORMER_COMMON, num_attention_heads=12, ffn_dim=8960, num_layers=30,
+                             vace_layers=list(range(0, 30, 2))),
+    "Wan2.1-VACE-14B": dict(_TRANSFORMER_COMMON, num_attention_heads=40, ffn_dim=13824, num_layers=40,
+                            vace_layers=list(range(0, 40, 5))),
+}
+
+
+def build_components(architecture: str, *, device: Any = "meta", dtype: Any = None) -> dict:
+    """Text encoder, transformer and VAE of a published architecture with random weights.
+
+    On the ``meta`` device nothing is allocated (parameter counting); on a GPU this is what
+    the benchmark runs. The tokenizer and scheduler are not included.
+    """
+    torch = loading.torch_module()
+    from diffusers import AutoencoderKLWan, WanVACETransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    with torch.device(device):
+        parts = {"text_encoder": UMT5EncoderModel(UMT5Config(**TEXT_ENCODER_CONFIG)),
+                 "transformer": WanVACETransformer3DModel(**REFERENCE_ARCHITECTURES[architecture]),
+                 "vae": AutoencoderKLWan(**VAE_CONFIG)}
+    for name, module in parts.items():
+        module.eval().requires_grad_(False)
+        if dtype is not None and name != "vae":
+            module.to(dtype)
+    return parts
+
+
+def reference_facts(architecture: str) -> ArchFacts:
+    """:class:`ArchFacts` of a published architecture (counted on the meta device, no memory)."""
+    parts = build_components(architecture)
+    counts = {k: sum(p.numel() for p in m.parameters()) for k, m in parts.items()}
+    largest = max(p.numel() for p in parts["transformer"].parameters())
+    return _facts(REFERENCE_ARCHITECTURES[architecture], VAE_CONFIG, TEXT_ENCODER_CONFIG, counts, largest)
+
+
+def _facts(tr: dict, vae: dict, te: dict, counts: dict[str, int], largest: int) -> ArchFacts:
+    downsample = vae.get("temperal_downsample", [False, True, True])
+    return ArchFacts(
+        text_encoder_params=counts["text_encoder"], transformer_params=counts["transformer"],
+        vae_params=counts["vae"], blocks=int(tr.get("num_layers", 30)),
+        hidden=int(tr.get("num_attention_heads", 12)) * int(tr.get("attention_head_dim", 128)),
+        ffn=int(tr.get("ffn_dim", 8960)), control_layers=len(tr.get("vace_layers") or []),
+        patch=tuple(tr.get("patch_size", (1, 2, 2))), vae_temporal=2 ** sum(bool(x) for x in downsample),
+        vae_spatial=2 ** len(downsample), vae_base_dim=int(vae.get("base_dim", 96)),
+        text_layers=int(te.get("num_layers", 24)), text_hidden=int(te.get("d_model", 4096)),
+        text_tokens=MAX_SEQUENCE_LENGTH, largest_leaf_params=largest)
+
+
 # --------------------------------------------------------------------------- spec (no loading)
 
 
 def arch_facts(folder: Path) -> ArchFacts:
     """Sizes of a Wan VACE folder from its configs and safetensors headers."""
-    tr = read_config(folder, "transformer")
-    vae = read_config(folder, "vae")
-    te = read_config(folder, "text_encoder")
-    te_params, _ = parameter_counts(folder / "text_encoder")
-    tr_params, tr_leaf = parameter_counts(folder / "transformer")
-    vae_params, _ = parameter_counts(folder / "vae")
-    return ArchFacts(
-        text_encoder_params=te_params, transformer_params=tr_params, vae_params=vae_params,
-        blocks=int(tr.get("num_layers", 30)),
-        hidden=int(tr.get("num_attention_heads", 12)) * int(tr.get("attention_head_dim", 128)),
-        ffn=int(tr.get("ffn_dim", 8960)), control_layers=len(tr.get("vace_layers") or []),
-        patch=tuple(tr.get("patch_size", (1, 2, 2))),
-        vae_temporal=2 ** sum(bool(x) for x in vae.get("temperal_downsample", [False, True, True])),
-        vae_spatial=2 ** len(vae.get("temperal_downsample", [False, True, True])),
-        vae_base_dim=int(vae.get("base_dim", 96)), text_layers=int(te.get("num_layers", 24)),
-        text_hidden=int(te.get("d_model", 4096)), text_tokens=MAX_SEQUENCE_LENGTH, largest_leaf_params=tr_leaf)
+    counts, largest = {}, 0
+    for comp in WEIGHT_COMPONENTS:
+        counts[comp], leaf = parameter_counts(folder / comp)
+        largest = leaf if comp == "transformer" else largest
+    return _facts(read_config(folder, "transformer"), read_config(folder, "vae"), read_config(folder, "text_encoder"),
+                  counts, largest)
 
 
 def spec(name: str, folder: Path, index: dict) -> ModelSpec:
