@@ -185,8 +185,8 @@ def measure(size: str, frames: int, repeat: int) -> tuple[dict, dict]:
     """Both peers, alternating, ``repeat`` times each in fresh processes; the fastest run of each counts."""
     runs: dict[str, list[dict]] = {"refvideo": [], "ffmpeg": []}
     for _ in range(repeat):
-        for peer in runs:
-            runs[peer].append(run_child(peer, size, frames))
+        for peer, found in runs.items():
+            found.append(run_child(peer, size, frames))
     best = {peer: max(found, key=lambda r: r["fps"]) for peer, found in runs.items()}
     return best["refvideo"], best["ffmpeg"]
 

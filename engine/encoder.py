@@ -66,7 +66,7 @@ class QualityKnob:
         return math.ceil(ends[0]), math.floor(ends[1])
 
     def value(self, crf: int) -> str:
-        return str(int(round(self.offset + self.scale * crf)))
+        return str(round(self.offset + self.scale * crf))
 
 
 @dataclass(frozen=True)

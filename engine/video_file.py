@@ -134,8 +134,8 @@ class VideoFile:
 
     def _window(self, count: int) -> slice:
         rate = float(self.get_frame_rate())
-        start = int(round(self._start * rate))
-        stop = start + int(round(self._duration * rate)) if self._duration else count
+        start = round(self._start * rate)
+        stop = start + round(self._duration * rate) if self._duration else count
         return slice(start, min(stop, count))
 
     def _decode_frames(self) -> np.ndarray:
@@ -241,19 +241,19 @@ class VideoFile:
         from .storage import atomic_path
 
         av = require("av", "Writing video files")
-        with av.open(str(self.path)) as source, atomic_path(target) as tmp:
-            with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "use_metadata_tags"}) as output:
-                for key, value in {**dict(source.metadata), **tags}.items():
-                    output.metadata[key] = value
-                mapping = {}
-                for stream in source.streams:
-                    if stream.type in ("video", "audio"):
-                        mapping[stream] = output.add_stream_from_template(template=stream, opaque=True)
-                for packet in source.demux(*mapping):
-                    if packet.dts is None:
-                        continue
-                    packet.stream = mapping[packet.stream]
-                    output.mux(packet)
+        with av.open(str(self.path)) as source, atomic_path(target) as tmp, \
+                av.open(str(tmp), mode="w", format="mp4", options={"movflags": "use_metadata_tags"}) as output:
+            for key, value in {**dict(source.metadata), **tags}.items():
+                output.metadata[key] = value
+            mapping = {}
+            for stream in source.streams:
+                if stream.type in ("video", "audio"):
+                    mapping[stream] = output.add_stream_from_template(template=stream, opaque=True)
+            for packet in source.demux(*mapping):
+                if packet.dts is None:
+                    continue
+                packet.stream = mapping[packet.stream]
+                output.mux(packet)
 
 
 # --------------------------------------------------------------------------- saving into the output folder

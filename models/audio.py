@@ -23,6 +23,7 @@ import numpy as np
 
 from ..engine import host
 from ..engine.errors import InputError, ModelNotFound, require
+from ..engine.manifest import parse_generation_info
 from . import model_folder
 
 log = logging.getLogger("refvideo")
@@ -196,6 +197,7 @@ def build_tiny_pipeline(seed: int = 0) -> Any:
 
 
 def _load_folder(folder: Path, device: Any) -> Any:
+    """The pipeline from ``folder`` (offline, safetensors), fp16 for an accelerator, fp32 for the CPU."""
     torch = require("torch", "AI audio")
     diffusers = require("diffusers", "AI audio")
     dtype = torch.float32 if getattr(device, "type", "cpu") == "cpu" else torch.float16
@@ -208,7 +210,7 @@ def _load_folder(folder: Path, device: Any) -> Any:
     except (OSError, ValueError, KeyError) as exc:
         raise ModelNotFound(f"the audio model in {folder} could not be loaded ({exc}).", input="model",
                             fix=f"Download the model folder again. {DOWNLOAD_HINT}") from exc
-    return pipe.to(device)
+    return pipe  # on the CPU until it runs: see _run_pieces
 
 
 def load(name: str) -> AudioModel:
@@ -324,23 +326,32 @@ def generate(name: str, prompt: str, seconds: float, seed: int, *, steps: int = 
 
 def _run_pieces(model: AudioModel, prompt: str, negative_prompt: str, starts: list[int], length: int, steps: int,
                 guidance: float, seed: int) -> list[np.ndarray]:
+    """One pipeline call per piece, on the model's device; an accelerator is handed back afterwards."""
     torch = require("torch", "AI audio")
     rate = model.sample_rate
     pieces = []
-    with host.Progress(steps * len(starts), "Generating audio") as bar:
-        def on_step(*_: Any) -> None:
-            bar.update()
+    on_accelerator = getattr(model.device, "type", "cpu") != "cpu"
+    if on_accelerator:
+        model.pipe.to(model.device)
+    try:
+        with host.Progress(steps * len(starts), "Generating audio") as bar:
+            def on_step(*_: Any) -> None:
+                bar.update()
 
-        for index, _start in enumerate(starts):
-            generator = torch.Generator("cpu").manual_seed(seed + index)
-            with torch.inference_mode():
-                out = model.pipe(prompt, negative_prompt=negative_prompt or None, audio_end_in_s=length / rate,
-                                 num_inference_steps=steps, guidance_scale=guidance, generator=generator,
-                                 callback=on_step, callback_steps=1, output_type="pt")
-            piece = out.audios[0].float().cpu().numpy()
-            if piece.shape[1] < length:  # float rounding of the window end: pad the last few samples
-                piece = np.pad(piece, ((0, 0), (0, length - piece.shape[1])))
-            pieces.append(piece[:, :length])
+            for index, _start in enumerate(starts):
+                generator = torch.Generator("cpu").manual_seed(seed + index)
+                with torch.inference_mode():
+                    out = model.pipe(prompt, negative_prompt=negative_prompt or None, audio_end_in_s=length / rate,
+                                     num_inference_steps=steps, guidance_scale=guidance, generator=generator,
+                                     callback=on_step, callback_steps=1, output_type="pt")
+                piece = out.audios[0].float().cpu().numpy()
+                if piece.shape[1] < length:  # float rounding of the window end: pad the last few samples
+                    piece = np.pad(piece, ((0, 0), (0, length - piece.shape[1])))
+                pieces.append(piece[:, :length])
+    finally:
+        if on_accelerator:  # park the weights in RAM so the video model gets the whole GPU
+            model.pipe.to("cpu")
+            host.soft_empty_cache()
     return pieces
 
 
@@ -348,8 +359,6 @@ def shot_prompt(prompt: str, generation_info: Any = None) -> str:
     """The audio prompt: ``prompt`` when given, else the shot's prompt and style from the generation info."""
     if isinstance(prompt, str) and prompt.strip():
         return prompt.strip()
-    from ..engine.manifest import parse_generation_info
-
     info = parse_generation_info(generation_info) or {}
     parts = [str(info.get("prompt") or "").strip()]
     style = info.get("style")

@@ -5,8 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from ..engine import video_file
-from ..engine.encoder import (AUDIO_FITS, DEFAULT_CRF, DEFAULT_FORMAT, DEFAULT_SPEED, FIT_AUDIO, MAX_FPS, SPEEDS,
-                              format_names)
+from ..engine.encoder import (
+    AUDIO_FITS,
+    DEFAULT_CRF,
+    DEFAULT_FORMAT,
+    DEFAULT_SPEED,
+    FIT_AUDIO,
+    MAX_FPS,
+    SPEEDS,
+    format_names,
+)
 from .common import CATEGORY, with_ui
 
 

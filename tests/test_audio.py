@@ -8,7 +8,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
 from refvideo.engine import host
 from refvideo.engine.errors import InputError, Interrupted, ModelNotFound
 from refvideo.models import audio

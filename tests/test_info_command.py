@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-
 from refvideo.engine import encoder, manifest
 from refvideo.engine.cli.main import main
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from refvideo.engine.errors import InputError
 from refvideo.engine.join import join_clips
 from refvideo.nodes.join_clips import JoinClips

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
 from refvideo.engine import encoder, manifest
 from refvideo.engine.errors import InputError
 

@@ -9,10 +9,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
 import torch
-
 from refvideo.engine import host, manifest, runner
 from refvideo.engine.errors import InputError
 from refvideo.engine.schema import input_specs
@@ -112,7 +110,7 @@ def test_a_video_object_can_be_saved_again_with_new_metadata(tmp_path):
     flow = workflow(audio=["3", 0])
     flow["3"] = {"class_type": "RefVideoAudio", "inputs": {"model": "tiny-random", "prompt": "wind", "frames": ["1", 0],
                                                           "fps": ["1", 1], "seed": 1}}
-    result, ui = run(flow)
+    _, ui = run(flow)
     path = host.output_dir() / "shots" / ui["images"][0]["filename"]
     video = VideoFile(path)
     copy = tmp_path / "copy.mp4"
@@ -126,7 +124,7 @@ def test_a_video_object_can_be_saved_again_with_new_metadata(tmp_path):
     with av.open(io.BytesIO(buffer.getvalue())) as container:
         assert sum(1 for _ in container.decode(video=0)) == 9
     trimmed = video.as_trimmed(start_time=0.25, duration=0.25)
-    assert trimmed.get_frame_count() == 4 and tuple(trimmed.get_components().images.shape)[0] == 4
+    assert trimmed.get_frame_count() == 4 and trimmed.get_components().images.shape[0] == 4
     assert video.as_trimmed(start_time=0.5, duration=2.0) is None
 
 
