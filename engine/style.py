@@ -1,6 +1,7 @@
 """A style direction (REFVIDEO_STYLE): the look and camera habits reused across shots.
 
-Skills combine in order: later non-empty fields win for single values, texts join.
+Skills combine in order: later non-empty fields win for single values, texts join (a phrase
+already present is not repeated).
 """
 
 from __future__ import annotations
@@ -21,8 +22,13 @@ class StyleDirection:
     def then(self, later: StyleDirection) -> StyleDirection:
         """This direction followed by ``later``: texts join, later defaults win."""
         def join(a: str, b: str) -> str:
-            parts = [p.strip().rstrip(",") for p in (a, b) if p and p.strip()]
-            return ", ".join(parts)
+            # comma-separated phrases in order; a phrase already present is not repeated
+            phrases: dict[str, str] = {}
+            for text in (a, b):
+                for phrase in (text or "").split(","):
+                    if phrase.strip():
+                        phrases.setdefault(phrase.strip().lower(), phrase.strip())
+            return ", ".join(phrases.values())
 
         return StyleDirection(
             names=self.names + later.names,
