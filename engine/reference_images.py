@@ -75,15 +75,27 @@ def pixels_sha256(rgb: np.ndarray) -> str:
 # --------------------------------------------------------------------------- file names
 
 
+def _images_in(folder: Path) -> list[str]:
+    """Image files under ``folder`` as ``/``-separated relative names: its own files, then subfolders'.
+
+    Subfolders matter because ComfyUI stores pasted images in ``input/pasted/``; hidden files
+    and folders are skipped.
+    """
+    if not folder.is_dir():
+        return []
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        relative = Path(root).relative_to(folder).as_posix()
+        for name in files:
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                found.append(name if relative == "." else f"{relative}/{name}")
+    return sorted(found, key=lambda n: (n.count("/"), n))
+
+
 def list_image_names() -> list[str]:
     """The image files a reference input may name: the input folder, then ``samples/<file>``."""
-    names: list[str] = []
-    for folder, prefix in ((host.input_dir(), ""), (SAMPLES_DIR, SAMPLES_PREFIX)):
-        if folder.is_dir():
-            names.extend(sorted(prefix + entry.name for entry in folder.iterdir()
-                                if entry.is_file() and entry.suffix.lower() in IMAGE_EXTENSIONS
-                                and not entry.name.startswith(".")))
-    return names
+    return _images_in(host.input_dir()) + [SAMPLES_PREFIX + n for n in _images_in(SAMPLES_DIR) if "/" not in n]
 
 
 def resolve_image_name(name: str, *, input_name: str) -> Path:

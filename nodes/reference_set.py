@@ -23,6 +23,10 @@ from .common import CATEGORY, REFSET, with_ui
 
 SLOTS = (1, 2, 3)
 DEFAULT_ROLES = {1: "character", 2: "environment", 3: "prop"}
+# ComfyUI's frontend gives one upload button per node, to its first image_upload combo
+UPLOAD = {1: {"image_upload": True}}
+UPLOAD_HINT = {False: "The upload button puts a new file into the input folder.",
+               True: "Upload with the button of image_1 (or a Load Image node); 'none' leaves this slot empty."}
 
 
 def _image_choices(optional: bool) -> list[str]:
@@ -56,9 +60,9 @@ class LoadReferenceSet:
         for i in SLOTS:
             choices = _image_choices(optional=i > 1)
             required[f"image_{i}"] = (choices, {
-                "image_upload": True, "default": NONE if i > 1 else choices[0],
-                "tooltip": f"Reference image {i}: a file from ComfyUI's input folder (upload one here) or a bundled "
-                           "sample (samples/...)." + (" 'none' leaves this slot empty." if i > 1 else "")})
+                **UPLOAD.get(i, {}), "default": NONE if i > 1 else choices[0],
+                "tooltip": f"Reference image {i}: a file from ComfyUI's input folder or a bundled sample "
+                           "(samples/...). " + UPLOAD_HINT[i > 1]})
             required[f"role_{i}"] = (list(ROLES), {
                 "default": DEFAULT_ROLES[i],
                 "tooltip": "What this reference is: character (a person or creature), environment (the place), "

@@ -211,7 +211,12 @@ def test_names_list_the_input_folder_then_samples(input_dir, samples):
     (input_dir / "notes.txt").write_text("not an image")
     (input_dir / ".hidden.png").write_bytes(b"")
     Image.new("RGB", (4, 4)).save(samples / "mara.png")
-    assert list_image_names() == ["a.jpg", "b.png", "samples/mara.png"]
+    (input_dir / "pasted").mkdir()
+    Image.new("RGB", (4, 4)).save(input_dir / "pasted" / "image (1).png")  # where ComfyUI puts pasted images
+    (input_dir / ".cache").mkdir()
+    Image.new("RGB", (4, 4)).save(input_dir / ".cache" / "x.png")
+    assert list_image_names() == ["a.jpg", "b.png", "pasted/image (1).png", "samples/mara.png"]
+    assert resolve_image_name("pasted/image (1).png", input_name="image_1").name == "image (1).png"
     assert resolve_image_name("samples/mara.png", input_name="image_1") == (samples / "mara.png").resolve()
     assert resolve_image_name("a.jpg [input]", input_name="image_1") == (input_dir / "a.jpg").resolve()
 

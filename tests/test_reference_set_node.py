@@ -50,9 +50,10 @@ def test_schema_has_the_public_inputs_and_lists_files_samples_and_sets(inputs):
         assert specs[f"image_in_{i}"].type == "IMAGE" and not specs[f"image_in_{i}"].required
         assert specs[f"role_{i}"].choices == ["character", "environment", "prop", "style"]
         assert specs[f"label_{i}"].type == "STRING"
-        assert specs[f"image_{i}"].options.get("image_upload") is True
     assert specs["image_1"].choices[:2] == ["grainy.png", "mara.png"] and "none" not in specs["image_1"].choices
     assert specs["image_2"].choices[0] == "none" and specs["image_2"].default == "none"
+    # the frontend's upload button belongs to the first image_upload combo only
+    assert [n for n, spec in specs.items() if spec.options.get("image_upload")] == ["image_1"]
     assert specs["background_1"].choices == ["off", "flat background", "rembg"]
     assert specs["saved_set"].choices == ["none"]
     assert LoadReferenceSet.OUTPUT_NODE is True
