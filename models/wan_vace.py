@@ -68,14 +68,17 @@ def build_components(architecture: str, *, device: Any = "meta", dtype: Any = No
     from diffusers import AutoencoderKLWan, WanVACETransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
+    previous = torch.get_default_dtype()
     with torch.device(device):
-        parts = {"text_encoder": UMT5EncoderModel(UMT5Config(**TEXT_ENCODER_CONFIG)),
-                 "transformer": WanVACETransformer3DModel(**REFERENCE_ARCHITECTURES[architecture]),
-                 "vae": AutoencoderKLWan(**VAE_CONFIG)}
-    for name, module in parts.items():
+        parts = {"vae": AutoencoderKLWan(**VAE_CONFIG)}  # fp32, as loaded for real
+        torch.set_default_dtype(dtype or previous)  # build big parts directly in their dtype: no fp32 copy
+        try:
+            parts["text_encoder"] = UMT5EncoderModel(UMT5Config(**TEXT_ENCODER_CONFIG))
+            parts["transformer"] = WanVACETransformer3DModel(**REFERENCE_ARCHITECTURES[architecture])
+        finally:
+            torch.set_default_dtype(previous)
+    for module in parts.values():
         module.eval().requires_grad_(False)
-        if dtype is not None and name != "vae":
-            module.to(dtype)
     return parts
 
 
@@ -342,13 +345,14 @@ def set_scheduler(pipe: Any, preset_name: str, family: str, resolution: str) -> 
     import diffusers
 
     cls = getattr(diffusers, choice["class"])
+    accepted = inspect.signature(cls.__init__).parameters
     shift = choice["flow_shift"]
     kwargs: dict = {}
     if shift is not None:
-        kwargs = {"flow_shift": shift} if "flow_shift" in inspect.signature(cls.__init__).parameters else {"shift": shift}
+        kwargs = {"flow_shift": shift} if "flow_shift" in accepted else {"shift": shift}
     if choice["class"] == "UniPCMultistepScheduler":
         kwargs.update(prediction_type="flow_prediction", use_flow_sigmas=True)
-    pipe.scheduler = cls.from_config(base, **kwargs)
+    pipe.scheduler = cls.from_config({k: v for k, v in base.items() if k in accepted}, **kwargs)
     return {"class": choice["class"], **({"flow_shift": shift} if shift is not None else {})}
 
 
