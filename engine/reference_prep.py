@@ -151,13 +151,16 @@ def prepare_set(slots: list[ReferenceInput], *, rembg_model: str = "u2netp", str
                                         sha256=loaded.sha256, source=loaded.source))
             notes.append(loaded.notes)
             progress.update()
-    return judge_set(ReferenceSet(tuple(references)), [s.background for s in given], notes,
-                     strict=strict)
+    inputs = [f"image_{s.index}" if s.image is None else f"image_in_{s.index}" for s in given]
+    return judge_set(ReferenceSet(tuple(references)), [s.background for s in given], notes, inputs, strict=strict)
 
 
-def judge_set(refset: ReferenceSet, backgrounds: list[str], notes: list[tuple[str, ...]], *, strict: bool,
-              header: str = "") -> Prepared:
-    """Run the checks on every reference; build the report; refuse on error findings."""
+def judge_set(refset: ReferenceSet, backgrounds: list[str], notes: list[tuple[str, ...]], inputs: list[str], *,
+              strict: bool, header: str = "") -> Prepared:
+    """Run the checks on every reference; build the report; refuse on error findings.
+
+    ``inputs`` names the node input each reference came from (for the error).
+    """
     per_reference: list[tuple[Finding, ...]] = []
     for ref, mode in zip(refset, backgrounds):
         found = check_reference(ref.image, role=ref.role, matte=trusted_matte(ref.mask, mode))
@@ -167,9 +170,8 @@ def judge_set(refset: ReferenceSet, backgrounds: list[str], notes: list[tuple[st
     report = report_text(refset, per_reference, backgrounds, notes, header=header)
     errors = [(i, f) for i, found in enumerate(per_reference, 1) for f in found if f.severity == "error"]
     if errors:
-        first = errors[0][0]
-        lines = "; ".join(f"reference {i}: {f.message}" for i, f in errors)
-        raise InputError(f"the references are not usable as they are: {lines}", input=f"image_{first}",
+        lines = "; ".join(f"reference {i} ({refset.references[i - 1].source}): {f.message}" for i, f in errors)
+        raise InputError(f"the references are not usable as they are: {lines}", input=inputs[errors[0][0] - 1],
                          fix=" ".join(dict.fromkeys(f.fix for _, f in errors))
                          + (" (strict is on: warnings count as errors.)" if strict else ""))
     return Prepared(refset, tuple(per_reference), report, tuple(backgrounds))
@@ -180,7 +182,7 @@ def load_saved(name: str, *, strict: bool = False) -> Prepared:
     refset = load_set(name)
     entries = set_manifest(name)["references"]
     backgrounds = [entry.get("background", OFF) for entry in entries]
-    return judge_set(refset, backgrounds, [()] * len(refset), strict=strict,
+    return judge_set(refset, backgrounds, [()] * len(refset), ["saved_set"] * len(refset), strict=strict,
                      header=f"Loaded the saved reference set '{refset.name}' (the image inputs are not used).")
 
 

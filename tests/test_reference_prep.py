@@ -18,7 +18,9 @@ from refvideo.engine.reference_prep import (
     preview_batch,
     reference_set,
 )
-from synthetic_references import as_float, character, character_mask, fill_input_folder, save_png
+from synthetic_references import as_float, character, character_mask, fill_input_folder, noised, save_png
+
+GRAINY = noised(character(512, 640), 14.0)
 
 
 @pytest.fixture
@@ -83,8 +85,12 @@ def test_the_report_and_findings_say_what_was_found(inputs):
 
 def test_strict_refuses_warnings_and_names_the_image(inputs):
     with pytest.raises(InputError) as caught:
-        prepare_set([slot(1), slot(2, "grainy.png")], strict=True)
-    assert caught.value.input == "image_2" and "noisy" in str(caught.value) and "strict" in caught.value.fix
+        prepare_set([slot(1), slot(2, "none"), slot(3, "grainy.png")], strict=True)
+    assert caught.value.input == "image_3" and "noisy" in str(caught.value) and "strict" in caught.value.fix
+    assert "reference 2 (grainy.png)" in str(caught.value)
+    with pytest.raises(InputError) as caught:
+        prepare_set([slot(1), slot(2, image=as_float(GRAINY)[None])], strict=True)
+    assert caught.value.input == "image_in_2"
 
 
 def test_error_findings_refuse_even_without_strict(inputs):
