@@ -223,3 +223,33 @@ def test_keep_loaded_off_frees_the_pipeline_after_the_clip():
     handle = registry.resolve("tiny-random", LoadOptions(keep_loaded=False))
     generate(inputs(model=handle, guidance=1.0, steps=1))
     assert diffusers_loading.CACHE.current() is None
+
+
+def test_an_api_workflow_with_a_budget_renders_and_charges_once(tmp_path):
+    """LoadReferenceSet -> CreditMeter -> RefVideoModelLoader -> RefVideoSampler -> VideoEncode, in-process."""
+    from refvideo import NODE_CLASS_MAPPINGS
+    from refvideo.engine import runner
+
+    shared_ledger().topup("default", 5000)
+    host.configure(output_dir=tmp_path)
+    workflow = {
+        "1": {"class_type": "LoadReferenceSet", "inputs": {
+            "image_1": "samples/character_mara.png", "role_1": "character", "label_1": "Mara",
+            "image_2": "none", "role_2": "environment", "label_2": "", "image_3": "none", "role_3": "prop",
+            "label_3": ""}},
+        "2": {"class_type": "RefVideoModelLoader", "inputs": {"model": "tiny-random"}},
+        "5": {"class_type": "CreditMeter", "inputs": {"model": ["2", 0], "resolution": "144p", "duration": 5.0,
+                                                      "audio": False, "clips": 1, "account": "default",
+                                                      "budget_cap": 0}},
+        "3": {"class_type": "RefVideoSampler", "inputs": {"model": ["2", 0], "references": ["1", 0],
+                                                          "prompt": PROMPT, "seed": 1, "guidance": 1.0,
+                                                          "resolution": "144p", "aspect": "1:1", "budget": ["5", 0]}},
+        "4": {"class_type": "VideoEncode", "inputs": {"frames": ["3", 0], "fps": ["3", 1],
+                                                      "generation_info": ["3", 2], "filename_prefix": "shot",
+                                                      "format": "mp4-h264", "crf": 23, "preset": "ultrafast"}},
+    }
+    result = runner.execute(workflow, NODE_CLASS_MAPPINGS)
+    files = [p for paths in result.files.values() for p in paths]
+    assert len(files) == 1 and files[0].is_file() and files[0].stat().st_size > 0
+    kinds = [e.kind for e in shared_ledger().history()]
+    assert kinds == ["topup", "reserve", "charge"]
