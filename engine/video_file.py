@@ -30,6 +30,17 @@ from .storage import unique_path, validate_name
 
 DEFAULT_PREFIX = "RefVideo/clip"
 _PIL_FORMATS = {"webp"}  # animated WebP: FFmpeg cannot decode it, Pillow can
+MP4_STREAM_CODECS = frozenset({"h264", "hevc", "vp9", "av1", "aac", "opus", "mp3"})
+
+
+def copies_into_mp4(path: str | os.PathLike) -> bool:
+    """True when every stream of ``path`` can be copied into an MP4 (what core Save Video writes)."""
+    path = Path(path)
+    if path.is_dir() or path.suffix.lower().lstrip(".") in _PIL_FORMATS:
+        return False
+    av = require("av", "Reading video files")
+    with av.open(str(path)) as container:
+        return all(s.codec_context.name in MP4_STREAM_CODECS for s in container.streams if s.type in ("video", "audio"))
 
 
 @dataclass
@@ -229,7 +240,7 @@ class VideoFile:
                      metadata=tags, format=DEFAULT_FORMAT)
 
     def _can_copy_streams(self, codec_name: str) -> bool:
-        if self._uses_pillow() or self._start or self._duration:
+        if self._start or self._duration or not copies_into_mp4(self.path):
             return False
         if codec_name == "auto":
             return True
@@ -298,10 +309,13 @@ def preview_entries(result: EncodeResult, subfolder: str) -> dict[str, list]:
     return {"images": [entry], "animated": [True]}
 
 
-def video_value(path: Path, fps: float, format_name: str) -> Any:
-    """ComfyUI's own VIDEO for ``path`` where it can read the format, else a :class:`VideoFile`."""
-    preset = get_format(format_name)
-    if not preset.is_sequence and preset.container not in _PIL_FORMATS:
+def video_value(path: Path, fps: float) -> Any:
+    """ComfyUI's own VIDEO for ``path`` where it can read and re-save it as MP4, else a :class:`VideoFile`.
+
+    ProRes, GIF, WebP and PNG sequences get a :class:`VideoFile`, which re-encodes them as H.264
+    when saved as MP4 (ComfyUI's object would try to copy their streams into MP4 and fail).
+    """
+    if copies_into_mp4(path):
         native = host.comfy_video_from_file(path)
         if native is not None:
             return native
@@ -331,7 +345,7 @@ def save_clip(
     target, subfolder = output_target(filename_prefix, preset.extension)
     result = encode_video(frames, fps, target, format=format, crf=crf, speed=speed, audio=audio,
                           audio_fit=audio_fit, metadata=metadata)
-    return SavedClip(result, subfolder, preview_entries(result, subfolder), video_value(result.path, fps, format))
+    return SavedClip(result, subfolder, preview_entries(result, subfolder), video_value(result.path, fps))
 
 
 def describe(saved: SavedClip) -> str:

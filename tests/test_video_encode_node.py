@@ -128,6 +128,16 @@ def test_a_video_object_can_be_saved_again_with_new_metadata(tmp_path):
     assert video.as_trimmed(start_time=0.5, duration=2.0) is None
 
 
+def test_prores_and_gif_videos_are_re_encoded_when_saved_as_mp4(tmp_path):
+    frames, fps, _ = TestFrames().make(5)
+    for fmt in ("mov-prores", "gif"):
+        _, video = VideoEncode().encode(frames, fps, "editors/e", fmt, 19, "ultrafast")["result"]
+        video.save_to(tmp_path / f"{fmt}.mp4")
+        with av.open(str(tmp_path / f"{fmt}.mp4")) as container:
+            assert container.streams.video[0].codec_context.name == "h264", fmt
+            assert sum(1 for _ in container.decode(video=0)) == 5
+
+
 def test_preview_formats_return_a_readable_video_object():
     node = VideoEncode()
     frames, fps, _ = TestFrames().make(5)
