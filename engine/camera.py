@@ -56,6 +56,12 @@ class CameraMove:
     amount: float = 0.0  # signed: distance, degrees, log zoom, focus target or shake intensity
     text: str = ""
     explicit_speed: bool = False
+    degrees: float | None = None  # the angle the words gave, if any
+
+    @property
+    def whole_shot(self) -> bool:
+        """True for a move that lasts the whole shot (handheld, a static shot)."""
+        return self.start <= 0.0 and self.end >= 1.0 and bool(_spec(self.kind).get("whole_shot"))
 
     def progress(self, t: float) -> float:
         """How far this move has got at shot time ``t`` (0 before it starts, 1 once done), eased."""
@@ -68,7 +74,11 @@ class CameraMove:
     def phrase(self, vocab: Vocabulary | None = None) -> str:
         """The move in standard camera language ("slow dolly in", "rack focus to background")."""
         vocab = vocab or vocabulary()
-        text = vocab.moves[self.kind]["phrase"].format(direction=self.direction).strip()
+        spec = vocab.moves[self.kind]
+        if spec.get("hold_phrase") and not self.whole_shot:
+            return spec["hold_phrase"]
+        degrees = f" {self.degrees:g} degrees" if self.degrees is not None else ""
+        text = spec["phrase"].format(direction=self.direction, degrees=degrees).strip()
         if self.explicit_speed and self.speed:
             text = f"{self.speed} {text}"
         return text
@@ -118,10 +128,10 @@ class ShotCamera:
     def phrase(self) -> str:
         """The normalised camera phrase for diffusion prompts ("" when the text had no camera words)."""
         parts = [p["name"] for p in (self.framing, self.angle) if p]
-        whole = [m.phrase() for m in self.moves if _spec(m.kind).get("whole_shot")]
+        whole = [m.phrase() for m in self.moves if m.whole_shot]
         steps: dict[float, list[str]] = {}
         for move in self.moves:
-            if not _spec(move.kind).get("whole_shot"):
+            if not move.whole_shot:
                 steps.setdefault(move.start, []).append(move.phrase())
         timed = ", then ".join(" and ".join(v) for _, v in sorted(steps.items()))
         return ", ".join(p for p in [*parts, *whole, timed] if p)
@@ -147,9 +157,10 @@ class ShotCamera:
                 axes["shake"] += move.amount
             elif axis in axes:
                 axes[axis] += move.amount * p
-        arc = math.radians(axes["arc"])
+        limit = float(optics["max_arc_degrees"])  # flat layers cannot be seen from the side
+        arc = math.radians(min(max(axes["arc"], -limit), limit))
         x = axes["x"] + math.sin(arc)
-        z = min(axes["z"] + 1.0 - math.cos(arc), float(optics["max_dolly"]))
+        z = min(axes["z"], float(optics["max_dolly"])) + 1.0 - math.cos(arc)
         angle = self.angle or {}
         framing = self.framing or {}
         jitter_pan, jitter_tilt = _handheld(t * seconds, axes["shake"], seed, self.shake or vocabulary().data["handheld_shake"])
@@ -237,8 +248,9 @@ def _timed_moves(reading: Reading, vocab: Vocabulary) -> tuple[CameraMove, ...]:
     Quick moves alone (a whip pan, a rack) keep their short share, centred in the shot with
     a hold before and after, rather than being stretched over the whole clip.
     """
-    whole = [d for step in reading.steps for d in step if vocab.moves[d.kind].get("whole_shot")]
     steps = _changing_steps(reading.steps, vocab)
+    timed = {id(d) for step in steps for d in step}
+    whole = [d for step in reading.steps for d in step if vocab.moves[d.kind].get("whole_shot") and id(d) not in timed]
     weights = [max(_weight(d, vocab) for d in step) for step in steps]
     total = max(sum(weights), 1.0)
     moves = [_move(d, 0.0, 1.0, vocab) for d in whole]
@@ -251,13 +263,17 @@ def _timed_moves(reading: Reading, vocab: Vocabulary) -> tuple[CameraMove, ...]:
 
 
 def _changing_steps(steps: list[list[MoveDraft]], vocab: Vocabulary) -> list[list[MoveDraft]]:
-    """The steps that take time: whole-shot kinds and racks to where the focus already is are left out."""
+    """The steps that take time: whole-shot kinds and racks to where the focus already is are left out,
+    except that a static step between moves is a hold ("pan left, then hold")."""
     focus = "subject"
     kept = []
+    moving = any(not vocab.moves[d.kind].get("whole_shot") for step in steps for d in step)
     for step in steps:
         timed = []
+        holds = moving and all(d.kind == "static" for d in step)
         for draft in step:
-            if vocab.moves[draft.kind].get("whole_shot") or (draft.kind == "rack_focus" and draft.direction == focus):
+            if (vocab.moves[draft.kind].get("whole_shot") and not holds) or (
+                    draft.kind == "rack_focus" and draft.direction == focus):
                 continue
             if draft.kind == "rack_focus":
                 focus = draft.direction
@@ -278,10 +294,13 @@ def _move(draft: MoveDraft, start: float, end: float, vocab: Vocabulary) -> Came
         span = 1.0 if spec.get("complete") else end - start
         factor = 1.0 if spec.get("complete") else draft.factor
         amount = sign * float(spec["amount"]) * factor * span
+        if draft.degrees is not None:
+            amount = sign * draft.degrees
     easing = (draft.easing or vocab.data["speed_easing"].get(draft.speed)
               or spec.get("easing") or vocab.data["default_easing"])
     return CameraMove(kind=draft.kind, direction=draft.direction, speed=draft.speed, easing=easing,
-                      start=start, end=end, amount=amount, text=draft.text, explicit_speed=draft.explicit_speed)
+                      start=start, end=end, amount=amount, text=draft.text, explicit_speed=draft.explicit_speed,
+                      degrees=draft.degrees)
 
 
 def _handheld(seconds: float, intensity: float, seed: int, shake: dict) -> tuple[float, float]:

@@ -30,7 +30,7 @@ CATEGORIES = ("unsupported", "head", "framing", "angle", "sequence", "easing", "
 # The vocabulary entries whose keys (or items) are phrases to read.
 _PHRASE_KEYS = ("heads", "unsupported", "framings", "angles", "sequence_words", "easings", "speeds", "intensifiers",
                 "clause_words", "directions_like", "target_prepositions", "target_skip", "camera_subjects",
-                "context_words", "fillers")
+                "context_words", "fillers", "angle_units")
 # Which vocabulary entry fills each phrase table.
 _TABLES = {"unsupported": "unsupported", "head": "heads", "framing": "framings", "angle": "angles",
            "sequence": "sequence_words", "easing": "easings", "speed": "speeds", "intensifier": "intensifiers",
@@ -75,6 +75,7 @@ class MoveDraft:
     factor: float = 1.0
     easing: str = ""
     explicit_speed: bool = False
+    degrees: float | None = None  # an angle the words give ("orbit 90 degrees")
 
 
 @dataclass
@@ -86,7 +87,9 @@ class HeadRead:
     start: int
     end: int
     move: str = ""  # "kind direction"
+    explicit: bool = False  # the direction or target was written, not defaulted
     bad: bool = False  # a direction or target was given but not understood
+    degrees: float | None = None
     trailing: list[Item] = field(default_factory=list)
 
 
@@ -125,6 +128,7 @@ class Vocabulary:
         self.context_words = {self.lemma(w) for w in data["context_words"]}
         self.target_prepositions = {self.lemma(w) for w in data["target_prepositions"]}
         self.target_skip = {self.lemma(w) for w in data["target_skip"]}
+        self.angle_units = {self.lemma(w) for w in data["angle_units"]}
 
     def _collect_words(self, value: object) -> None:
         if isinstance(value, str):
@@ -176,7 +180,7 @@ def vocabulary() -> Vocabulary:
 def read(text: str, vocab: Vocabulary, targets: Mapping[str, str] | None = None) -> Reading:
     """Read ``text`` into steps of move drafts, framing, angle and unknown camera words."""
     tokens = vocab.tokenize(text)
-    items, heads = _scan(tokens, vocab, {vocab.lemma(k.lower()): v for k, v in (targets or {}).items()})
+    items = _scan(tokens, vocab, {vocab.lemma(k.lower()): v for k, v in (targets or {}).items()})
     reading = Reading()
     for item in items:
         if item.category == "unsupported":
@@ -189,7 +193,7 @@ def read(text: str, vocab: Vocabulary, targets: Mapping[str, str] | None = None)
         drafts: list[MoveDraft] = []
         camera_seen = False
         for clause in _split(step, "clause"):
-            moves = _clause_moves(clause, heads, vocab, camera_seen, reading.unknown)
+            moves = _clause_moves(clause, vocab, camera_seen, reading.unknown)
             if not moves and drafts and _only_modifiers(clause, vocab):
                 _attach_modifiers(clause, [(-1, drafts[-1])], vocab)  # "pull back, ease out"
             drafts.extend(moves)
@@ -200,11 +204,10 @@ def read(text: str, vocab: Vocabulary, targets: Mapping[str, str] | None = None)
     return reading
 
 
-def _scan(tokens: list[Token], vocab: Vocabulary, targets: Mapping[str, str]) -> tuple[list[Item], dict[int, HeadRead]]:
+def _scan(tokens: list[Token], vocab: Vocabulary, targets: Mapping[str, str]) -> list[Item]:
     """Phrases and plain words in order; heads are read together with what follows them."""
     lemmas = [t.lemma for t in tokens]
     items: list[Item] = []
-    heads: dict[int, HeadRead] = {}
     i = 0
     while i < len(tokens):
         token = tokens[i]
@@ -220,37 +223,39 @@ def _scan(tokens: list[Token], vocab: Vocabulary, targets: Mapping[str, str]) ->
             continue
         category, value, length = found
         if category == "head":
-            head = _read_head(str(value), tokens, i, i + length, vocab, targets)
-            heads[len(items)] = head
+            head = _read_head(str(value), tokens, lemmas, (i, i + length), vocab, targets)
             items.append(Item("head", head, i, head.end, _text(tokens, i, head.end)))
             items.extend(head.trailing)
             i = head.end
             continue
         items.append(Item(category, value, i, i + length, _text(tokens, i, i + length)))
         i += length
-    return items, heads
+    return items
 
 
-def _read_head(name: str, tokens: list[Token], start: int, end: int, vocab: Vocabulary,
+def _read_head(name: str, tokens: list[Token], lemmas: list[str], span: tuple[int, int], vocab: Vocabulary,
                targets: Mapping[str, str]) -> HeadRead:
     """A head and the direction or target after it (a speed adverb may come in between)."""
     spec = vocab.heads[name]
+    start, end = span
     head = HeadRead(name, spec, start, end)
     j = end
-    found = vocab.match([t.lemma for t in tokens], j) if j < len(tokens) else None
+    found = vocab.match(lemmas, j) if j < len(tokens) else None
     if found and found[0] in ("speed", "easing"):
         head.trailing.append(Item(found[0], found[1], j, j + found[2], _text(tokens, j, j + found[2])))
         j += found[2]
     if "target" in spec:
         j = _read_target(head, tokens, j, vocab, targets)
-    elif j < len(tokens):
-        word = tokens[j].lemma
+    else:
+        j = _read_degrees(head, lemmas, j, vocab)
+        word = lemmas[j] if j < len(tokens) else ""
         if word in spec.get("directions", {}):
-            head.move = spec["directions"][word]
+            head.move, head.explicit = spec["directions"][word], True
             j += 1
         elif word in vocab.directions_like:
             head.bad = True
             j += 1
+        j = _read_degrees(head, lemmas, j, vocab)
     consumed = j > end + sum(t.end - t.start for t in head.trailing)
     if not consumed:
         head.trailing.clear()  # nothing after the head: an adverb there is read on its own
@@ -280,13 +285,21 @@ def _read_target(head: HeadRead, tokens: list[Token], j: int, vocab: Vocabulary,
         word = tokens[k].lemma
         target = targets.get(word) or vocab.targets.get(word)
         if target:
-            head.move = f"{kind} {target}"
+            head.move, head.explicit = f"{kind} {target}", True
             return k + 1
         if has_preposition:
             head.bad = True
             return k + 1
     if head.spec["needs"] != "target" and head.spec.get("default"):
         head.move = head.spec["default"]
+    return j
+
+
+def _read_degrees(head: HeadRead, lemmas: list[str], j: int, vocab: Vocabulary) -> int:
+    """``90 degrees`` after a head (before or after its direction): an explicit angle."""
+    if j + 1 < len(lemmas) and lemmas[j].isdigit() and lemmas[j + 1] in vocab.angle_units:
+        head.degrees = float(lemmas[j])
+        return j + 2
     return j
 
 
@@ -310,8 +323,7 @@ def _is_word(item: Item, words: set[str]) -> bool:
     return item.category == "word" and item.value in words
 
 
-def _clause_moves(clause: list[Item], heads: dict[int, HeadRead], vocab: Vocabulary, camera_seen: bool,
-                  unknown: list[str]) -> list[MoveDraft]:
+def _clause_moves(clause: list[Item], vocab: Vocabulary, camera_seen: bool, unknown: list[str]) -> list[MoveDraft]:
     """The moves of one clause, with their speed and easing words attached."""
     camera_only = all(i.category != "word" or i.value in vocab.fillers or i.value in vocab.targets for i in clause)
     moves: list[tuple[int, MoveDraft]] = []
@@ -320,7 +332,7 @@ def _clause_moves(clause: list[Item], heads: dict[int, HeadRead], vocab: Vocabul
             continue
         head: HeadRead = item.value
         before = clause[index - 1] if index else None
-        context = (camera_only
+        context = (camera_only or before is None  # clause-initial: an instruction ("pan left", "orbit her")
                    or any(_is_word(i, vocab.context_words) for i in clause[max(0, index - 2):index + 2])
                    or (before is not None and before.category in ("speed", "easing", "intensifier")))
         camera = camera_seen or any(_is_word(i, vocab.camera_subjects) for i in clause[:index])
@@ -331,11 +343,14 @@ def _clause_moves(clause: list[Item], heads: dict[int, HeadRead], vocab: Vocabul
             continue  # "Mara tilts ...": another subject's verb
         accepted = bool(head.move) and not head.bad and (
             needs in ("nothing", "direction", "target")
-            or (needs == "context" and (context or head.move != head.spec.get("default")))
+            or (needs == "context" and (context or head.explicit))
             or (needs == "camera" and camera))
         if accepted:
             kind, direction = head.move.split(" ", 1) if " " in head.move else (head.move, "")
-            draft = MoveDraft(kind, direction, item.text, item.start)
+            draft = MoveDraft(kind, direction, item.text, item.start, degrees=head.degrees)
+            if head.degrees is not None and not vocab.moves[kind].get("degrees"):
+                unknown.append(f"{head.degrees:g} degrees")  # an angle for a move that is not a turn
+                draft.degrees = None
             if head.spec.get("speed"):
                 _apply_speed(draft, vocab.data["speeds"].get(head.spec["speed"], {}), explicit=True)
             moves.append((index, draft))

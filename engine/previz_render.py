@@ -104,7 +104,7 @@ def render_animatic(
         if on_step:
             on_step(i + 1, frames)
     fade = min(CROSSFADE_FRAMES, drawn - 1) if len(kept) else 0
-    shade = vignette(size, float(blocking_data()["grade"]["vignette"])) * np.float32(1.0 / 255.0)
+    shade = np.repeat(vignette(size, float(blocking_data()["grade"]["vignette"])) * np.float32(1.0 / 255.0), 3, axis=2)
 
     def draw(i: int) -> np.ndarray:
         image = scene.frame(i)
@@ -140,8 +140,7 @@ def _store(out: np.ndarray, index: int, frame: np.ndarray, shade: np.ndarray, ke
            fade: int) -> None:
     """Frame ``j`` of the animatic into ``out[index]`` as float, with the vignette and any crossfade."""
     target = out[index]
-    target[...] = frame  # uint8 -> float32, then scaled in place: far faster than a mixed-type multiply
-    target *= shade
+    np.multiply(frame, shade, out=target)  # 0..255 -> 0..1 and the vignette, in one pass
     if j < fade:
         w = np.float32((j + 1) / (fade + 1))
         out[index] *= w

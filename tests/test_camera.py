@@ -178,3 +178,28 @@ def test_vocabulary_heads_lead_to_known_moves():
                 move_spec = vocab.moves[kind]
                 allowed = set(move_spec.get("signs", {})) | set(move_spec.get("targets", {}))
                 assert not allowed or direction in allowed, (name, move)
+
+
+def test_explicit_degrees_set_the_turn():
+    camera = parse_shot("orbit 90 degrees around her, then pan left 30 degrees")
+    arc, pan = camera.moves
+    assert (arc.amount, pan.amount) == (90.0, -30.0)
+    assert camera.phrase == "arc right 90 degrees around the subject, then pan left 30 degrees"
+    assert parse_shot("dolly in 30 degrees").unknown == ("30 degrees",)  # a dolly is not a turn
+    limit = vocabulary().data["optics"]["max_arc_degrees"]
+    state = camera.at(1.0)
+    assert math.degrees(math.atan2(state.x, 1.0 - state.z)) == pytest.approx(limit)  # flat layers: arcs are capped
+
+
+def test_static_between_moves_is_a_hold():
+    camera = parse_shot("Pan left, then hold, then pan right.")
+    assert kinds(camera) == [("pan", "left"), ("static", ""), ("pan", "right")]
+    assert camera.phrase == "pan left, then hold, then pan right"
+    hold = camera.moves[1]
+    assert camera.at(hold.start).pan == pytest.approx(camera.at(hold.end).pan)
+
+
+def test_clause_initial_moves_are_instructions():
+    camera = parse_shot("The camera tracks left with Mara along the pier, then pans right to the lighthouse")
+    assert kinds(camera) == [("truck", "left"), ("pan", "right")]
+    assert kinds(parse_shot("Mara looks up. Tilt up.")) == [("tilt", "up")]

@@ -1,0 +1,133 @@
+"""Previz speed: seconds per 5 s clip (81 frames at 16 fps) at 720p and 1080p on the CPU.
+
+Each shot is rendered from the bundled samples (character and prop cut out with the
+flat-background key) with the renderer's default thread count, and again on one thread,
+the peer that shows what the frame threads buy. "x real time" is render seconds over the
+clip's own length. The demo case runs the whole demo workflow in-process (reference
+preparation, previz, MP4 encode), as ``refvideo demo`` does.
+
+    python benchmarks/bench_previz.py              # 720p and 1080p, three shots, then the demo
+    python benchmarks/bench_previz.py --quick      # 720p, the demo shot only
+    python benchmarks/bench_previz.py --json       # one JSON object
+    python benchmarks/bench_previz.py --repeat 3   # best of 3 runs per case (default 2)
+
+Target: under 10 s per 5 s clip at 720p on 2 cores; the demo well under a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+PACK_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PACK_ROOT.parent))
+
+SHOTS = {
+    "demo": "Slow dolly in, then rack focus to the background.",
+    "whip": "Handheld, fast whip pan right, then slow tilt up.",
+    "dutch-arc": "Dutch angle, slow arc left around her.",
+}
+SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
+FRAMES, FPS = 81, 16.0
+
+
+def sample_set():
+    """The demo's three references, prepared as LoadReferenceSet does (flat key for character and prop)."""
+    from refvideo.engine.matting import flat_background_key
+    from refvideo.engine.reference import Reference, ReferenceSet
+
+    def load(name: str, role: str, label: str, key: bool) -> Reference:
+        rgb = np.asarray(Image.open(PACK_ROOT / "samples" / name).convert("RGB"), np.float32) / 255.0
+        mask = flat_background_key(rgb).matte if key else np.ones(rgb.shape[:2], np.float32)
+        return Reference(rgb, mask, role, label)
+
+    return ReferenceSet((load("character_mara.png", "character", "Mara", True),
+                         load("environment_harbour.png", "environment", "harbour", False),
+                         load("prop_lantern.png", "prop", "lantern", True)))
+
+
+def time_render(refs, prompt: str, size: tuple[int, int], workers: int | None, repeat: int) -> dict:
+    from refvideo.engine.camera import parse_shot
+    from refvideo.engine.previz_render import render_animatic
+
+    camera = parse_shot(prompt)
+    best: dict | None = None
+    for _ in range(repeat):
+        wall, cpu = time.perf_counter(), time.process_time()
+        animatic = render_animatic(refs, camera, size=size, frames=FRAMES, fps=FPS, workers=workers)
+        run = {"seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu}
+        del animatic
+        if best is None or run["seconds"] < best["seconds"]:
+            best = run
+    return best
+
+
+def time_demo(repeat: int) -> dict:
+    """The demo workflow end to end, in-process, into a temporary data folder."""
+    from refvideo.engine import host
+    from refvideo.engine.paths import API_WORKFLOWS_DIR
+    from refvideo.engine.runner import execute, load_workflow
+    from refvideo.nodes import NODE_CLASS_MAPPINGS
+
+    best = None
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory() as home:
+            os.environ["REFVIDEO_HOME"] = home
+            host.configure(output_dir=Path(home) / "output")
+            host.set_progress_bars(False)
+            wall, cpu = time.perf_counter(), time.process_time()
+            execute(load_workflow(API_WORKFLOWS_DIR / "demo_shot.json"), NODE_CLASS_MAPPINGS)
+            run = {"seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu}
+        if best is None or run["seconds"] < best["seconds"]:
+            best = run
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="720p, the demo shot only")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--repeat", type=int, default=2, help="best of N runs per case")
+    args = parser.parse_args(argv)
+
+    refs = sample_set()
+    clip_seconds = FRAMES / FPS
+    sizes = {"720p": SIZES["720p"]} if args.quick else SIZES
+    shots = {"demo": SHOTS["demo"]} if args.quick else SHOTS
+    rows = []
+    for resolution, size in sizes.items():
+        for shot, prompt in shots.items():
+            threaded = time_render(refs, prompt, size, None, args.repeat)
+            single = time_render(refs, prompt, size, 1, args.repeat)
+            rows.append({"resolution": resolution, "shot": shot, "frames": FRAMES, **threaded,
+                         "ms_per_frame": 1000.0 * threaded["seconds"] / FRAMES,
+                         "x_real_time": threaded["seconds"] / clip_seconds,
+                         "one_thread_seconds": single["seconds"],
+                         "thread_speedup": single["seconds"] / threaded["seconds"]})
+    demo = time_demo(args.repeat)
+    result = {"cores": os.cpu_count(), "clip_seconds": clip_seconds, "renders": rows,
+              "demo_workflow_720p": demo}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"previz, {FRAMES} frames ({clip_seconds:.2f} s clip), {os.cpu_count()} cores, best of {args.repeat}")
+    print(f"{'size':6} {'shot':10} {'seconds':>8} {'cpu s':>7} {'ms/frame':>9} {'x real time':>12} "
+          f"{'1 thread s':>11} {'threads x':>10}")
+    for r in rows:
+        print(f"{r['resolution']:6} {r['shot']:10} {r['seconds']:8.2f} {r['cpu_seconds']:7.2f} {r['ms_per_frame']:9.1f} "
+              f"{r['x_real_time']:12.2f} {r['one_thread_seconds']:11.2f} {r['thread_speedup']:10.2f}")
+    print(f"demo workflow at 720p (references + previz + MP4): {demo['seconds']:.2f} s "
+          f"(cpu {demo['cpu_seconds']:.2f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
