@@ -40,6 +40,16 @@ def test_manifest_and_graph_round_trip(tmp_path, fmt):
     assert manifest.read_graph(result.path) == (PROMPT, WORKFLOW)
 
 
+@pytest.mark.parametrize("fmt", ["mp4-h264", "mp4-h265", "mov-prores"])
+def test_metadata_comes_before_the_media_data(tmp_path, fmt):
+    """ComfyUI's drag-and-drop loader reads only the first 64 MB of a file: the tags must come first."""
+    tags = manifest.container_metadata(INFO, PROMPT, {"workflow": WORKFLOW})
+    preset = encoder.get_format(fmt)
+    result = encoder.encode_video(clip(), 16.0, tmp_path / f"clip{preset.extension}", format=fmt, metadata=tags)
+    data = result.path.read_bytes()
+    assert 0 < data.find(b"moov") < data.find(b"workflow") < data.find(b"mdat")
+
+
 def test_a_large_workflow_survives_in_mp4(tmp_path):
     workflow = {"nodes": [{"id": i, "widgets_values": ["x" * 200]} for i in range(1000)]}  # ~230 kB of JSON
     tags = manifest.container_metadata(INFO, PROMPT, {"workflow": workflow})
