@@ -99,6 +99,8 @@ def plan_budget(*, model: Any = None, resolution: str, seconds: float, audio: bo
                             input="budget_cap", fix="Raise budget_cap (0 means no cap), or plan fewer or cheaper clips.")
     ledger = shared_ledger()
     balance = ledger.balance(account)
+    if price.credits > balance.available and balance.held and ledger.release_orphans():
+        balance = ledger.balance(account)  # holds of processes that died since this one opened the ledger
     if price.credits > balance.available:
         raise ledger.shortfall(account, price.credits, f"this plan ({price.clips} clip(s))")
     return Budget(account=account, plan=ShotPlan(price.model, resolution, price.seconds, audio, clips), cap=cap_value,

@@ -90,3 +90,16 @@ def test_the_report_shows_the_estimate_and_the_balance_before_and_after():
     assert "2 clip(s) x 840 credits = 1680 credits" in report
     assert "balance 3000, 500 held, 2500 available -> 820 after this plan" in report
     assert "Budget cap: 2000" in report
+
+
+def test_holds_of_a_process_that_died_after_this_one_opened_the_ledger_do_not_block_a_plan():
+    import subprocess
+    import sys
+
+    ledger = shared_ledger()  # opened now, before the other process exists
+    ledger.topup("default", 840)
+    script = ("import sys; from refvideo.engine.ledger import Ledger; "
+              "Ledger(sys.argv[1]).reserve('default', 840, reason='clip')")
+    subprocess.run([sys.executable, "-c", script, str(ledger.path)], check=True)  # reserves, then exits
+    assert ledger.balance().available == 0
+    assert plan_budget(resolution="720p", seconds=5).balance.available == 840
