@@ -11,7 +11,7 @@ never charged.
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,15 +74,10 @@ class Budget:
         cap = f"Budget cap: {self.cap} credits per run." if self.cap is not None else "No budget cap."
         return "\n".join([
             f"Estimate: {self.estimate.describe()}.",
-            f"Account '{self.account}': balance {self.balance.balance}{held}, {self.balance.available} available "
-            f"-> {after} after this plan.",
+            (f"Account '{self.account}': balance {self.balance.balance}{held}, {self.balance.available} available "
+             f"-> {after} after this plan."),
             cap,
         ])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"account": self.account, "plan": asdict(self.plan), "cap": self.cap,
-                "estimate": self.estimate.to_dict(), "balance": self.balance.balance, "held": self.balance.held,
-                "available": self.balance.available}
 
     def __repr__(self) -> str:
         return f"Budget(account={self.account!r}, credits={self.estimate.credits}, cap={self.cap})"

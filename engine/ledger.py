@@ -591,8 +591,8 @@ class Ledger:
         """
         account = validate_name(account, kind="account", input_name="account")
         amount = check_amount(amount, input="amount", limit=load_pricing().max_amount, allow_zero=True)
-        args = dict(reason=_reason(reason), plan=_json_text(plan or {}, input="plan"), prompt_id=prompt_id,
-                    node_id=node_id, budget_id=budget_id, cap=cap, ttl=float(ttl))
+        args = {"reason": _reason(reason), "plan": _json_text(plan or {}, input="plan"), "prompt_id": prompt_id,
+                "node_id": node_id, "budget_id": budget_id, "cap": cap, "ttl": float(ttl)}
         try:
             return self._reserve_once(account, amount, **args)
         except InsufficientCredits:
@@ -649,10 +649,10 @@ class Ledger:
         Committing again returns the first charge; committing a released reservation charges nothing
         (logged) and returns None.
         """
-        fields = dict(generation_info=_json_text(generation_info, input="generation_info"),
-                      wall_seconds=_measure(wall_seconds, input="wall_seconds"),
-                      gpu_seconds=_measure(gpu_seconds, input="gpu_seconds"),
-                      peak_vram_bytes=_measure(peak_vram_bytes, input="peak_vram_bytes", integer=True))
+        fields = {"generation_info": _json_text(generation_info, input="generation_info"),
+                  "wall_seconds": _measure(wall_seconds, input="wall_seconds"),
+                  "gpu_seconds": _measure(gpu_seconds, input="gpu_seconds"),
+                  "peak_vram_bytes": _measure(peak_vram_bytes, input="peak_vram_bytes", integer=True)}
         if fields["wall_seconds"] is None:
             raise InputError("is required.", input="wall_seconds", fix="Pass the clip's wall time in seconds.")
         with self._transaction("charging a reservation") as conn:

@@ -188,7 +188,7 @@ def check_amount(value: Any, *, input: str, limit: int, allow_zero: bool = False
 
 def _whole_credits(value: float) -> int:
     """Round up to a whole credit, ignoring float noise (840 x 1.1 is 924, not 925)."""
-    return int(math.ceil(round(value, 6)))
+    return math.ceil(round(value, 6))
 
 
 def estimate(*, model: Any = None, resolution: str, seconds: float, audio: bool = False, clips: int = 1,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from refvideo.engine import host
 from refvideo.engine.budget import plan_budget
 from refvideo.engine.errors import BudgetRefused, InputError

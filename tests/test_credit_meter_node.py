@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-import pytest
-
 import comfyui_server
+import pytest
 from refvideo.engine import runner
 from refvideo.engine.budget import Budget
 from refvideo.engine.errors import BudgetRefused
@@ -19,7 +18,7 @@ from refvideo.engine.ledger import Ledger, shared_ledger
 from refvideo.nodes import NODE_CLASS_MAPPINGS
 from refvideo.nodes.credit_meter import CreditMeter
 
-PLAN = dict(resolution="720p", duration=5.0, audio=False, clips=2, account="default", budget_cap=0)
+PLAN = {"resolution": "720p", "duration": 5.0, "audio": False, "clips": 2, "account": "default", "budget_cap": 0}
 
 
 def test_schema_has_the_public_inputs_and_a_budget_output():
@@ -78,7 +77,6 @@ def test_through_the_runner_a_refused_plan_fails_with_exit_code_2_and_a_covered_
 def tiny_setup(balance: int):
     """tiny-random from the real loader, a one-image reference set, and a CreditMeter budget."""
     import numpy as np
-
     from refvideo.engine.reference import Reference, ReferenceSet
     from refvideo.nodes.model_loader import RefVideoModelLoader
 
@@ -118,6 +116,7 @@ def test_sampler_success_commits_the_clip_with_its_generation_info():
     assert kinds == [("topup", 210, 0, None, None), ("reserve", 0, 210, "run-1", "7"),
                      ("charge", -210, -210, "run-1", "7")]
     charge = shared_ledger().history()[-1].to_dict()
+    assert charge["generation_info"] == json.loads(info)  # the clip's own generation info, as the sampler output it
     assert charge["generation_info"]["seed"] == 1 and charge["generation_info"]["model"] == "tiny-random"
     assert charge["wall_seconds"] > 0
     assert shared_ledger().balance().balance == 0
@@ -206,11 +205,11 @@ def test_in_comfyui_a_cached_requeue_is_free_and_every_real_generation_is_charge
 
         first, entry = queue(1)
         assert entry["status"]["status_str"] == "success", entry["status"]
-        again, entry = queue(1)  # the same prompt: ComfyUI serves it from its cache
+        _, entry = queue(1)  # the same prompt: ComfyUI serves it from its cache
         assert entry["status"]["status_str"] == "success", entry["status"]
         second, entry = queue(2)  # a new seed: the sampler really runs
         assert entry["status"]["status_str"] == "success", entry["status"]
-        refused, entry = queue(3)  # the balance is spent
+        _, entry = queue(3)  # the balance is spent
         assert entry["status"]["status_str"] == "error"
         assert "refvideo credits topup 210" in json.dumps(entry["status"]["messages"])
     finally:

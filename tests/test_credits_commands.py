@@ -6,7 +6,6 @@ import csv
 import json
 
 import pytest
-
 from refvideo.engine import host
 from refvideo.engine.cli.main import main
 from refvideo.engine.ledger import Ledger

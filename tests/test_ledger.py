@@ -11,7 +11,6 @@ import sys
 import time
 
 import pytest
-
 from refvideo.engine import host
 from refvideo.engine.errors import BudgetRefused, InputError, StorageError
 from refvideo.engine.ledger import Ledger, Owner, process_start, shared_ledger
@@ -108,7 +107,7 @@ def test_a_zero_credit_clip_is_recorded_with_its_metering():
 def test_a_cap_limits_one_budget_per_prompt():
     ledger = Ledger()
     ledger.topup("default", 10_000)
-    args = dict(reason="clip", budget_id="b1", cap=1000)
+    args = {"reason": "clip", "budget_id": "b1", "cap": 1000}
     first = ledger.reserve("default", 840, prompt_id="p1", **args)
     with pytest.raises(BudgetRefused) as info:
         ledger.reserve("default", 840, prompt_id="p1", **args)

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from refvideo.engine.errors import StorageError
 from refvideo.engine.ledger import Ledger
 from test_ledger import assert_consistent

@@ -7,7 +7,6 @@ import math
 from types import SimpleNamespace
 
 import pytest
-
 from refvideo.engine import host
 from refvideo.engine.errors import InputError, StorageError
 from refvideo.engine.pricing import check_amount, estimate, load_pricing, override_path
