@@ -15,13 +15,16 @@ import json
 import logging
 import math
 import os
+import queue
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -479,7 +482,8 @@ class _Writer:
     track: _AudioTrack | None = None
     palette: _PaletteFilter | None = None
 
-    def write_frame(self, rgb: np.ndarray, index: int) -> None:
+    def prepare(self, rgb: np.ndarray, index: int) -> Any:
+        """An encoder-ready frame: BT.709 YUV where the format says so (swscale, on the caller's thread)."""
         import av
 
         frame = av.VideoFrame.from_ndarray(rgb, format="rgba" if rgb.shape[-1] == 4 else "rgb24")
@@ -487,6 +491,9 @@ class _Writer:
             frame = frame.reformat(format=self.pixel_format, dst_colorspace="ITU709", dst_color_range="MPEG")
         frame.pts = index
         frame.time_base = 1 / self.rate
+        return frame
+
+    def write_frame(self, frame: Any, index: int) -> None:
         for out in (self.palette(frame) if self.palette is not None else [frame]):
             self.container.mux(self.video.encode(out))
         if self.track is not None:
@@ -622,40 +629,90 @@ def encode_video(
     return result
 
 
+class _FramesAhead:
+    """Prepare frames on a helper thread, a few ahead of the encoder.
+
+    numpy, swscale and the encoder release the GIL, so converting frame n+1 overlaps with
+    encoding frame n (as a separate ffmpeg process would). An error while preparing is raised
+    again in the caller; :meth:`close` stops the helper.
+    """
+
+    _END = object()
+
+    def __init__(self, items: Iterator[Any], depth: int = 3) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, args=(items,), name="refvideo-frames", daemon=True)
+        self._thread.start()
+
+    def _offer(self, entry: tuple[Any, BaseException | None]) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self, items: Iterator[Any]) -> None:
+        try:
+            for item in items:
+                if not self._offer((item, None)):
+                    return
+            self._offer((self._END, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, which raises it
+            self._offer((None, exc))
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            item, error = self._queue.get()
+            if error is not None:
+                raise error
+            if item is self._END:
+                return
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def _encode_into(tmp: Path, clip: _Clip, count: int, preset: FormatPreset, crf: int, speed: str,
                  track: _AudioTrack | None, metadata: Mapping[str, str] | None, warnings: list[str],
                  description: str) -> EncodeResult:
     frames = _iter_frames(clip, count)
-    writer: _Writer | None = None
-    converter: _FrameConverter | None = None
-    written = 0
+    first = next(frames, None)
+    if first is None:
+        raise InputError(f"the frames ended after 0 of {count}.", input="frames",
+                         fix="Give as many frames as frame_count says.")
+    height, width, channels = first.shape
+    alpha = channels == 4 and preset.alpha_pix_fmt is not None
+    out_h, out_w = (_even(height), _even(width)) if preset.even_size else (height, width)
+    if (out_h, out_w) != (height, width):
+        warnings.append(f"{width}x{height} was padded to {out_w}x{out_h} ({preset.pix_fmt} needs even sizes).")
+    if channels == 4 and not alpha:
+        warnings.append(f"{preset.name} has no transparency; RGBA frames were composited over black.")
+    converter = _FrameConverter(height, width, channels, out_h, out_w, alpha)
     path = str(tmp / preset.frame_pattern) if preset.is_sequence else str(tmp)
-    with host.Progress(count, description) as bar:
-        try:
-            for index, frame in enumerate(frames):
-                if converter is None:
-                    height, width, channels = frame.shape
-                    alpha = channels == 4 and preset.alpha_pix_fmt is not None
-                    out_h, out_w = (_even(height), _even(width)) if preset.even_size else (height, width)
-                    if (out_h, out_w) != (height, width):
-                        warnings.append(f"{width}x{height} was padded to {out_w}x{out_h} "
-                                        f"({preset.pix_fmt} needs even sizes).")
-                    if channels == 4 and not alpha:
-                        warnings.append(f"{preset.name} has no transparency; RGBA frames were composited over black.")
-                    converter = _FrameConverter(height, width, channels, out_h, out_w, alpha)
-                    writer = _open_writer(path, preset, clip, out_w, out_h, crf, speed, alpha, track, metadata)
-                writer.write_frame(converter(frame, index), index)
+    writer = _open_writer(path, preset, clip, out_w, out_h, crf, speed, alpha, track, metadata)
+    ahead = _FramesAhead(writer.prepare(converter(frame, i), i) for i, frame in enumerate(chain([first], frames)))
+    written = 0
+    try:
+        with host.Progress(count, description) as bar:
+            for index, frame in enumerate(ahead):
+                writer.write_frame(frame, index)
                 written += 1
                 bar.update()
-            if writer is None or written < count:
-                raise InputError(f"the frames ended after {written} of {count}.", input="frames",
-                                 fix="Give as many frames as frame_count says.")
-            writer.finish()
-        except BaseException:
-            if writer is not None:
-                _close_quietly(writer.container)
-            raise
-        writer.container.close()
+        if written < count:
+            raise InputError(f"the frames ended after {written} of {count}.", input="frames",
+                             fix="Give as many frames as frame_count says.")
+        writer.finish()
+    except BaseException:
+        ahead.close()
+        _close_quietly(writer.container)
+        raise
+    ahead.close()
+    writer.container.close()
     if converter.clipped_frames:
         warnings.append(f"{converter.clipped_frames} of {count} frames had values outside 0..1 or not a number; "
                         "they were clipped.")
@@ -664,9 +721,8 @@ def _encode_into(tmp: Path, clip: _Clip, count: int, preset: FormatPreset, crf: 
                                              encoding="utf-8")
     elif metadata and not preset.metadata and MANIFEST_KEY in metadata:
         warnings.append(f"{preset.name} holds no metadata; the generation info was not saved in the file.")
-    height, width = converter._out.shape[:2]
     return EncodeResult(
-        path=tmp, format=preset.name, mime=preset.mime, frames=written, width=width, height=height, fps=clip.fps,
+        path=tmp, format=preset.name, mime=preset.mime, frames=written, width=out_w, height=out_h, fps=clip.fps,
         audio_seconds=round(track.seconds, 6) if track is not None else None,
         audio_sample_rate=preset.audio.rate_for(track.rate) if track is not None else None, warnings=warnings,
     )
