@@ -63,10 +63,15 @@ class Blocking:
 def block_scene(references: ReferenceSet) -> Blocking:
     """Lay out a reference set: background, characters, props, styles."""
     data = blocking_data()
-    environments = references.with_role("environment")
-    characters = references.with_role("character")
-    props = references.with_role("prop")
     warnings = []
+    environments = references.with_role("environment")
+    characters, props = [], []
+    for ref in references.with_role("character", "prop"):
+        if float(ref.mask.max()) < 0.05:
+            warnings.append(f"the matte of the {ref.role} reference '{ref.label or ref.source}' is empty, so previz "
+                            "leaves it out; check its background removal in LoadReferenceSet.")
+        else:
+            (characters if ref.role == "character" else props).append(ref)
     if len(environments) > 1:
         warnings.append(f"previz uses the first environment reference as the background; "
                         f"{len(environments) - 1} more are not drawn.")

@@ -89,7 +89,7 @@ def grade_table(frame: np.ndarray, styles: tuple[Reference, ...], *, strength: f
     """
     if not styles:
         return None
-    pixels = np.concatenate([ref.image.reshape(-1, 3) for ref in styles]).astype(np.float32) * 255.0
+    pixels = np.concatenate([_sample(ref.image.reshape(-1, 3)) for ref in styles]).astype(np.float32) * 255.0
     target_mean, target_std = pixels.mean(axis=0), pixels.std(axis=0)
     source = frame.reshape(-1, 3).astype(np.float32)
     source_mean, source_std = source.mean(axis=0), source.std(axis=0)
@@ -98,6 +98,11 @@ def grade_table(frame: np.ndarray, styles: tuple[Reference, ...], *, strength: f
     matched = (levels - source_mean) * gain + target_mean
     table = np.clip(levels + strength * (matched - levels), 0, 255).round().astype(np.uint8)
     return table.T.reshape(-1).tolist()
+
+
+def _sample(pixels: np.ndarray, limit: int = 200_000) -> np.ndarray:
+    """At most ``limit`` evenly spaced pixels (statistics of a large image need no more)."""
+    return pixels[:: max(1, len(pixels) // limit)]
 
 
 def vignette(size: tuple[int, int], strength: float) -> np.ndarray:

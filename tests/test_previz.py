@@ -334,3 +334,10 @@ def test_demo_workflow_renders_an_mp4_with_the_camera_in_its_manifest():
     assert manifest["model"] == "previz"
     assert manifest["camera"]["phrase"] == "slow dolly in, then rack focus to background"
     assert manifest["warnings"] == []
+
+
+def test_an_empty_matte_is_left_out_and_reported():
+    empty = Reference(np.ones((40, 20, 3), np.float32), np.zeros((40, 20), np.float32), "character", "ghost")
+    result = render("pan left", refs=ReferenceSet((empty, environment(), prop())))
+    assert any("ghost" in w and "empty" in w for w in result.info["warnings"])
+    assert [layer["role"] for layer in result.info["blocking"]["layers"]] == ["prop"]
