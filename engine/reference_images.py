@@ -55,8 +55,11 @@ class LoadedImage:
 
 
 def to_uint8(array: np.ndarray) -> np.ndarray:
-    """0..1 floats to uint8 (rounded, clipped)."""
-    return np.clip(np.rint(np.asarray(array, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    """0..1 floats to uint8 (rounded half up, clipped); k/255 values give back exactly k."""
+    scaled = np.multiply(array, np.float32(255.0), dtype=np.float32)
+    np.clip(scaled, 0.0, 255.0, out=scaled)
+    scaled += np.float32(0.5)
+    return scaled.astype(np.uint8)
 
 
 def from_uint8(array: np.ndarray) -> np.ndarray:
