@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import host
-from .errors import GenerationError, InputError, RefVideoError
+from .errors import GenerationError, InputError, RefVideoError, StorageError
 from .frames import image_batch
 from .paths import pack_version
 from .prompting import ComposedPrompt, compose_prompt
@@ -35,6 +35,10 @@ MAX_GUIDANCE = 30.0
 MAX_SEED = 2**64 - 1
 ASPECT_TOLERANCE = 0.02
 log = logging.getLogger("refvideo")
+
+
+DEFAULT_CONTINUE_FRAMES = 8
+MAX_CONTINUE_FRAMES = 32
 
 
 @dataclass
@@ -55,6 +59,7 @@ class SamplerInputs:
     budget: Any = None
     first_frames: Any = None
     control_video: Any = None
+    continue_frames: int = DEFAULT_CONTINUE_FRAMES
 
 
 @dataclass
@@ -117,7 +122,7 @@ def prepare(inputs: SamplerInputs) -> Job:
     check_budget(inputs.budget)
     plan = plan_for(spec, handle.options, inputs.resolution, inputs.aspect, inputs.duration)
     steps, guidance, sources = sampling(spec, handle.options.preset, style, inputs.steps, inputs.guidance)
-    first = check_frames_input(inputs.first_frames, plan, "first_frames")
+    first = check_frames_input(continuation(inputs.first_frames, inputs.continue_frames), plan, "first_frames")
     control = check_frames_input(inputs.control_video, plan, "control_video")
     camera = parse_camera(prompt, style, refs)
     negative = _text(inputs.negative_prompt, "negative_prompt").strip() or _family(spec).get("default_negative", "")
@@ -255,6 +260,16 @@ def sampling(spec: Any, preset_name: str, style: StyleDirection | None, steps: A
     return n_steps, scale, sources
 
 
+def continuation(frames: Any, count: int) -> Any:
+    """The last ``count`` frames of a previous shot: the frames a continuing clip starts from."""
+    if frames is None:
+        return None
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_CONTINUE_FRAMES:
+        raise InputError(f"continue_frames {count!r} is not a frame count.", input="continue_frames",
+                         fix=f"Give 1 to {MAX_CONTINUE_FRAMES} frames.")
+    return frames[-count:] if len(frames) > count else frames
+
+
 def check_frames_input(value: Any, plan: RenderPlan, name: str) -> np.ndarray | None:
     """First frames or a control video, at the plan's delivered size.
 
@@ -381,6 +396,9 @@ def run(job: Job) -> Generation:
         host.check_interrupt()
         result = _render(job, backend)
         frames = check_output(result.frames, job.plan)
+        wall = time.perf_counter() - started
+        timings["total_s"] = wall
+        info = build_info(job, result.info, timings)
     except BaseException as exc:
         _release(reservation, exc)
         if host.is_interrupt(exc):
@@ -389,14 +407,8 @@ def run(job: Job) -> Generation:
         if isinstance(exc, Exception) and not isinstance(exc, RefVideoError):
             raise _as_generation_error(exc) from exc
         raise
-    wall = time.perf_counter() - started
-    timings["total_s"] = wall
-    info = build_info(job, result.info, timings)
     if reservation is not None:
-        peak = (info.get("peak_memory") or {}).get("vram_bytes")
-        gpu = info["timings"].get("render_s") if str((info.get("peak_memory") or {}).get("device", "")).startswith(
-            "cuda") else None
-        reservation.commit(generation_info=info, wall_seconds=wall, gpu_seconds=gpu, peak_vram_bytes=peak)
+        _commit(reservation, info, wall)
     if not job.handle.options.keep_loaded:
         _release_models()
     return Generation(frames=frames, fps=job.plan.fps, info=info)
@@ -409,6 +421,19 @@ def _reserve(job: Job) -> Any:
     return job.budget.reserve(model=job.handle.name, resolution=job.plan.resolution,
                               seconds=job.plan.requested_seconds, prompt_id=running.prompt_id,
                               node_id=running.node_id)
+
+
+def _commit(reservation: Any, info: dict, wall: float) -> None:
+    """Charge the finished clip. A ledger that cannot be written (locked for too long) does not cost
+    the user the clip: the failure is logged and noted in the info, and the hold lapses at its expiry."""
+    peak = (info.get("peak_memory") or {}).get("vram_bytes")
+    on_gpu = str((info.get("peak_memory") or {}).get("device", "")).startswith("cuda")
+    gpu = info["timings"].get("render_s") if on_gpu else None
+    try:
+        reservation.commit(generation_info=info, wall_seconds=wall, gpu_seconds=gpu, peak_vram_bytes=peak)
+    except StorageError as exc:
+        log.error("RefVideo: the clip was made but could not be charged (%s).", exc)
+        info.setdefault("warnings", []).append(f"credits not charged: {exc}")
 
 
 def _render(job: Job, backend: Any) -> Any:

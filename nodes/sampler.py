@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..engine.frames import to_tensor
-from ..engine.generation import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SamplerInputs, generate
+from ..engine.generation import DEFAULT_CONTINUE_FRAMES, MAX_CONTINUE_FRAMES, MAX_GUIDANCE, MAX_SEED, MAX_STEPS, \
+    SamplerInputs, generate
 from ..engine.sizes import ASPECTS, DEFAULT_ASPECT, DEFAULT_RESOLUTION, DEFAULT_SECONDS, MAX_SECONDS, MIN_SECONDS, \
     RESOLUTIONS
 from .common import BUDGET, CATEGORY, MODEL, REFSET, STYLE, with_ui
@@ -57,8 +58,11 @@ class RefVideoSampler:
                 "style": (STYLE, {"tooltip": "A style skill (look, lens, grade, camera habits), from StyleSkill."}),
                 "budget": (BUDGET, {"tooltip": "From CreditMeter: credits are reserved before the model loads and "
                                                "charged only when the clip exists."}),
-                "first_frames": ("IMAGE", {"tooltip": "Last frames of a previous shot to continue from (fewer than "
-                                                      "the clip's frames)."}),
+                "first_frames": ("IMAGE", {"tooltip": "A previous shot's frames (connect its sampler's frames): "
+                                                      "this clip continues from the last continue_frames of them."}),
+                "continue_frames": ("INT", {"default": DEFAULT_CONTINUE_FRAMES, "min": 1,
+                                    "max": MAX_CONTINUE_FRAMES,
+                                    "tooltip": "How many of first_frames' last frames the clip starts from."}),
                 "control_video": ("IMAGE", {"tooltip": "A control video with exactly the clip's frame count, e.g. a "
                                                        "previz animatic rendered with match_frames_of."}),
             },
@@ -67,11 +71,11 @@ class RefVideoSampler:
     def sample(self, model: Any, references: Any, prompt: str, seed: int, steps: int = 0, guidance: float = 0.0,
                negative_prompt: str = "", resolution: str = DEFAULT_RESOLUTION, aspect: str = DEFAULT_ASPECT,
                duration: float = DEFAULT_SECONDS, style: Any = None, budget: Any = None, first_frames: Any = None,
-               control_video: Any = None) -> dict[str, Any]:
+               control_video: Any = None, continue_frames: int = DEFAULT_CONTINUE_FRAMES) -> dict[str, Any]:
         result = generate(SamplerInputs(
             model=model, references=references, prompt=prompt, seed=seed, steps=steps, guidance=guidance,
             negative_prompt=negative_prompt, resolution=resolution, aspect=aspect, duration=duration, style=style,
-            budget=budget, first_frames=first_frames, control_video=control_video))
+            budget=budget, first_frames=first_frames, control_video=control_video, continue_frames=continue_frames))
         return with_ui((to_tensor(result.frames), float(result.fps), result.info_json()), result.summary())
 
 

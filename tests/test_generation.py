@@ -109,6 +109,14 @@ def test_a_previz_animatic_steers_the_model_frame_for_frame():
     assert (result.info["first_frames"], result.info["control_video"]) == (4, 21)
 
 
+def test_a_whole_previous_clip_continues_from_its_last_frames():
+    previous = np.random.default_rng(3).random((21, 144, 144, 3), dtype=np.float32)
+    job = prepare(inputs(first_frames=previous))
+    assert np.array_equal(job.first_frames, previous[-8:])
+    job = prepare(inputs(first_frames=torch.from_numpy(previous), continue_frames=3))
+    assert np.array_equal(job.first_frames, previous[-3:])
+
+
 BAD_INPUTS = [
     ("references", dict(references=None)),
     ("references", dict(references=ReferenceSet(()))),
@@ -127,7 +135,8 @@ BAD_INPUTS = [
     ("guidance", dict(guidance=99.0)),
     ("control_video", dict(control_video=np.zeros((20, 144, 144, 3), np.float32))),
     ("control_video", dict(control_video=np.zeros((21, 144, 256, 3), np.float32))),
-    ("first_frames", dict(first_frames=np.zeros((21, 144, 144, 3), np.float32))),
+    ("first_frames", dict(first_frames=np.zeros((21, 144, 144, 3), np.float32), continue_frames=21)),
+    ("continue_frames", dict(first_frames=np.zeros((21, 144, 144, 3), np.float32), continue_frames=0)),
     ("first_frames", dict(first_frames=np.full((2, 144, 144, 3), np.nan, np.float32))),
     ("style", dict(style="noir")),
     ("budget", dict(budget=840)),

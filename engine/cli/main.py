@@ -124,8 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return EXIT_BAD_INPUT
-    if getattr(args, "comfyui_dir", None):
-        host.configure(comfyui_dir=args.comfyui_dir)
+    host.configure(comfyui_dir=getattr(args, "comfyui_dir", None))
     with CtrlC():
         try:
             return int(func(args) or 0)
