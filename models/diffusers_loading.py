@@ -115,6 +115,12 @@ def torch_module():
     return require("torch", "Video diffusion models")
 
 
+def diffusion_libraries() -> tuple[Any, Any, Any]:
+    """torch, diffusers and transformers, or a MissingDependency naming the one to install."""
+    feature = "Video diffusion models"
+    return require("torch", feature), require("diffusers", feature), require("transformers", feature)
+
+
 def resolve_dtype(choice: str, device: Any) -> str:
     """``auto``: bf16 on CUDA with bf16 support, fp16 on Apple MPS, fp32 on CPU."""
     if choice != "auto":

@@ -49,7 +49,7 @@ def _vocab() -> list[tuple[str, float]]:
 
 def build_pipeline(seed: int = SEED) -> Any:
     """A fresh tiny ``WanVACEPipeline`` (float32, CPU) with weights drawn from ``seed``."""
-    torch = loading.torch_module()
+    torch, _, _ = loading.diffusion_libraries()
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanVACEPipeline, WanVACETransformer3DModel
     from transformers import T5Tokenizer, UMT5Config, UMT5EncoderModel
 

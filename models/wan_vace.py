@@ -64,7 +64,7 @@ def build_components(architecture: str, *, device: Any = "meta", dtype: Any = No
     On the ``meta`` device nothing is allocated (parameter counting); on a GPU this is what
     the benchmark runs. The tokenizer and scheduler are not included.
     """
-    torch = loading.torch_module()
+    torch, _, _ = loading.diffusion_libraries()
     from diffusers import AutoencoderKLWan, WanVACETransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 

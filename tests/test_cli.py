@@ -88,3 +88,61 @@ def test_module_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "refvideo", "--version"], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0 and result.stdout.startswith("refvideo ")
+
+
+DEMO = str(API_WORKFLOWS_DIR / "demo_shot.json")
+
+
+def refvideo(*argv: str, env_extra: dict | None = None, prelude: str = "") -> subprocess.Popen:
+    """The CLI in its own process (``prelude`` runs first, e.g. to hide a package)."""
+    code = prelude + "import sys\nfrom refvideo.engine.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.Popen([sys.executable, "-c", code, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+
+def test_run_succeeds_with_exit_0_and_lists_its_files(tmp_path, capsys):
+    out_dir = tmp_path / "renders"
+    code, out, _ = cli(capsys, "run", DEMO, "--set", "3.resolution=144p", "--set", "4.filename_prefix=cli/test",
+                       "--output-dir", str(out_dir), "--json")
+    payload = json.loads(out)
+    assert code == 0 and payload["ok"] is True and payload["errors"] == [] and payload["seconds"] > 0
+    files = [Path(f) for entry in payload["outputs"] for f in entry["files"]]
+    assert [entry["node"] for entry in payload["outputs"]] == ["4"]
+    assert len(files) == 1 and files[0].is_absolute() and files[0].is_file()
+    assert files[0].parent == out_dir / "cli" and files[0].suffix == ".mp4"
+
+    code, out, _ = cli(capsys, "run", DEMO, "--set", "3.resolution=144p", "--output-dir", str(out_dir))
+    assert code == 0 and Path(out.strip()).is_file()
+
+
+def test_a_missing_optional_package_fails_the_run_with_exit_1_naming_it(tmp_path):
+    proc = refvideo("run", DEMO, "--set", "2.model=tiny-random", "--set", "3.resolution=144p", "--json",
+                    "--output-dir", str(tmp_path), env_extra={"REFVIDEO_HOME": str(tmp_path / "home")},
+                    prelude="import sys\nsys.modules['diffusers'] = None\n")
+    out, err = proc.communicate(timeout=120)
+    payload = json.loads(out)
+    assert proc.returncode == 1, err
+    assert payload["ok"] is False and payload["errors"][0]["node"] == "3"
+    assert "pip install diffusers" in payload["errors"][0]["message"]
+    assert not list(tmp_path.rglob("*.mp4"))
+
+
+def test_ctrl_c_stops_cleanly_with_exit_130_and_no_output(tmp_path):
+    out_dir = tmp_path / "renders"
+    proc = refvideo("run", DEMO, "--set", "3.resolution=1080p", "--set", "3.duration=8", "--output-dir",
+                    str(out_dir), env_extra={"REFVIDEO_HOME": str(tmp_path / "home")})
+    deadline = time.monotonic() + 120
+    seen = ""
+    while "RefVideoSampler" not in seen and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen += line
+    assert "RefVideoSampler" in seen, seen
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Interrupted" in err and "stopping after the current step" in err
+    assert not [p for p in out_dir.rglob("*") if p.is_file()] if out_dir.exists() else True
