@@ -45,7 +45,7 @@ def main() -> None:
     print(f"interpreter start-up: {base * 1000:.0f} ms (subtracted below)")
     for name, value in medians.items():
         cost = value - base
-        ratio = "" if name == "import refvideo" else f"  ({cost / max(ours, 1e-4):.0f}x refvideo)"
+        ratio = "" if name == "import refvideo" else f"  ({cost / max(ours, 1e-4):.1f}x the cost of importing refvideo)"
         print(f"{name:32s} {cost * 1000:8.0f} ms{ratio}")
 
 
