@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import host
 from .errors import GenerationError, InputError, Interrupted, RefVideoError
+from .paths import contained
 from .runner import Problem, WorkflowInvalid
 from .storage import atomic_path
 
@@ -87,7 +89,7 @@ class ComfyClient:
     def object_info(self) -> dict:
         status, data = self._json("GET", "/object_info")
         if status != 200:
-            raise ServerError(f"GET /object_info answered {status}.")
+            raise ServerError(f"GET /object_info answered {status}.", fix="Check that the address is a ComfyUI server.")
         return data
 
     def upload_image(self, path: Path, *, overwrite: bool = False) -> str:
@@ -106,7 +108,8 @@ class ComfyClient:
                                     {"Content-Type": f"multipart/form-data; boundary={boundary}"})
         if status != 200:
             raise ServerError(f"uploading {path} answered {status}: {raw[:300].decode(errors='replace')}",
-                              input="--input")
+                              input="--input", fix="Check that the file is an image ComfyUI accepts (PNG, JPEG, "
+                                                   "WebP) and that the server's input folder is writable.")
         answer = json.loads(raw)
         return f"{answer['subfolder']}/{answer['name']}" if answer.get("subfolder") else answer["name"]
 
@@ -117,10 +120,15 @@ class ComfyClient:
             payload["extra_data"] = {"extra_pnginfo": extra_pnginfo}
         status, data = self._json("POST", "/prompt", payload)
         if status == 200 and isinstance(data, dict) and "prompt_id" in data:
-            return str(data["prompt_id"])
+            prompt_id = str(data["prompt_id"])
+            if data.get("node_errors"):  # ComfyUI queued only the outputs that validate: run none of it
+                self.cancel(prompt_id)
+                raise WorkflowInvalid(problems_from_response(data, workflow))
+            return prompt_id
         if status == 400 and isinstance(data, dict):
             raise WorkflowInvalid(problems_from_response(data, workflow))
-        raise ServerError(f"POST /prompt answered {status}: {str(data)[:300]}")
+        raise ServerError(f"POST /prompt answered {status}: {str(data)[:300]}",
+                          fix="See the ComfyUI console for the reason; check that the address is a ComfyUI server.")
 
     def history(self, prompt_id: str) -> dict | None:
         status, data = self._json("GET", f"/history/{urllib.parse.quote(prompt_id)}")
@@ -128,9 +136,11 @@ class ComfyClient:
             return None
         return data.get(prompt_id)
 
-    def interrupt(self) -> None:
+    def cancel(self, prompt_id: str) -> None:
+        """Take ``prompt_id`` off the queue, or stop it if it runs (never another client's prompt)."""
         try:
-            self._json("POST", "/interrupt", {})
+            self._json("POST", "/queue", {"delete": [prompt_id]})
+            self._json("POST", "/interrupt", {"prompt_id": prompt_id})
         except ServerError:
             pass
 
@@ -138,7 +148,8 @@ class ComfyClient:
         """Download one output file (``filename``/``subfolder``/``type``) into ``folder``."""
         query = urllib.parse.urlencode({"filename": item["filename"], "subfolder": item.get("subfolder", ""),
                                         "type": item.get("type", "output")})
-        target = folder / (item.get("subfolder") or "") / Path(item["filename"]).name
+        relative = "/".join(p for p in (item.get("subfolder") or "", str(item["filename"])) if p)
+        target = contained(folder, relative, input_name="--server")
         request = urllib.request.Request(f"{self.base}/view?{query}")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response, atomic_path(target) as tmp:
@@ -168,7 +179,14 @@ class ComfyClient:
             if entry and entry.get("status", {}).get("completed") is not None and (
                     entry["status"].get("completed") or entry["status"].get("status_str") == "error"):
                 return self._finished(entry)
+            self._check_interrupt(prompt_id)
             time.sleep(poll_seconds)
+
+    def _check_interrupt(self, prompt_id: str) -> None:
+        """Ctrl-C in the CLI: stop the run on the server too, then raise."""
+        if host.interrupt_requested():
+            self.cancel(prompt_id)
+            raise Interrupted("Interrupted: the run was stopped on the server; no output was downloaded.")
 
     def _follow_socket(self, websocket: Any, prompt_id: str, workflow: dict,
                        on_progress: ProgressCallback | None) -> None:
@@ -181,6 +199,7 @@ class ComfyClient:
                 try:
                     raw = sock.recv()
                 except websocket.WebSocketTimeoutException:
+                    self._check_interrupt(prompt_id)
                     entry = self.history(prompt_id)
                     if entry and entry.get("status", {}).get("completed") is not None:
                         return
@@ -227,7 +246,7 @@ class ComfyClient:
         try:
             entry = self.wait(prompt_id, workflow, on_progress=on_progress)
         except KeyboardInterrupt:
-            self.interrupt()
+            self.cancel(prompt_id)
             raise
         result = ServerRun(prompt_id=prompt_id, outputs=entry.get("outputs") or {})
         for node_id, ui in result.outputs.items():

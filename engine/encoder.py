@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from . import host
-from .errors import GenerationError, InputError, RefVideoError, StorageError, require
+from .errors import GenerationError, InputError, RefVideoError, WriteFailed, require
 from .frames import audio_to_numpy, to_numpy
 from .manifest import MANIFEST_KEY, SEQUENCE_METADATA
 from .storage import atomic_path
@@ -566,11 +566,11 @@ def _failure(exc: BaseException, target: Path, preset: FormatPreset) -> BaseExce
         return exc
     code = getattr(exc, "errno", None)
     if isinstance(exc, OSError) and code in _DISK_FULL:
-        return StorageError(f"the disk is full (or the file size limit was reached) while writing {target}; "
+        return WriteFailed(f"the disk is full (or the file size limit was reached) while writing {target}; "
                             "no partial file was kept.", input="filename_prefix",
                             fix="Free some disk space or write to another folder, then run again.")
     if isinstance(exc, OSError) and code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return StorageError(f"cannot write {target} ({exc.strerror or exc}).", input="filename_prefix",
+        return WriteFailed(f"cannot write {target} ({exc.strerror or exc}).", input="filename_prefix",
                             fix="Choose an output folder you can write to.")
     return GenerationError(f"the {preset.codec} encoder failed while writing {target.name} "
                            f"({type(exc).__name__}: {exc}); no partial file was kept.",

@@ -52,6 +52,15 @@ class StorageError(InputError):
     """A saved asset (reference set, skill, ledger) is missing, corrupt or unwritable."""
 
 
+class WriteFailed(StorageError):
+    """A file or the ledger could not be written while running (disk full, no permission, locked).
+
+    Unlike the other storage errors this one happens after work started, so the CLI exits 1.
+    """
+
+    exit_code = 1
+
+
 class MissingDependency(RefVideoError):
     """An optional package needed by this feature is not installed."""
 

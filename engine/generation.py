@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import host
-from .errors import GenerationError, InputError, RefVideoError, StorageError
+from .errors import GenerationError, InputError, RefVideoError
 from .frames import image_batch
 from .paths import pack_version
 from .prompting import ComposedPrompt, compose_prompt
@@ -37,6 +37,7 @@ ASPECT_TOLERANCE = 0.02
 log = logging.getLogger("refvideo")
 
 
+MAX_PROMPT_CHARS = 4000
 DEFAULT_CONTINUE_FRAMES = 8
 MAX_CONTINUE_FRAMES = 32
 
@@ -191,6 +192,10 @@ def check_prompt(prompt: Any) -> str:
     if not text:
         raise InputError("the shot description is empty.", input="prompt",
                          fix="Describe the action and the camera, e.g. 'she turns to the window, slow dolly in'.")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise InputError(f"the shot description is {len(text)} characters long.", input="prompt",
+                         fix=f"Keep it under {MAX_PROMPT_CHARS} characters: the text encoder reads about 512 tokens; "
+                             "put lasting looks in a style skill.")
     return text
 
 
@@ -264,6 +269,7 @@ def continuation(frames: Any, count: int) -> Any:
     """The last ``count`` frames of a previous shot: the frames a continuing clip starts from."""
     if frames is None:
         return None
+    frames = image_batch(frames, input_name="first_frames")
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_CONTINUE_FRAMES:
         raise InputError(f"continue_frames {count!r} is not a frame count.", input="continue_frames",
                          fix=f"Give 1 to {MAX_CONTINUE_FRAMES} frames.")
@@ -431,7 +437,7 @@ def _commit(reservation: Any, info: dict, wall: float) -> None:
     gpu = info["timings"].get("render_s") if on_gpu else None
     try:
         reservation.commit(generation_info=info, wall_seconds=wall, gpu_seconds=gpu, peak_vram_bytes=peak)
-    except StorageError as exc:
+    except RefVideoError as exc:
         log.error("RefVideo: the clip was made but could not be charged (%s).", exc)
         info.setdefault("warnings", []).append(f"credits not charged: {exc}")
 

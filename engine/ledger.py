@@ -42,7 +42,7 @@ except ImportError:  # Windows: SQLite's busy handler alone
     fcntl = None
 
 from . import host
-from .errors import BudgetRefused, InputError, StorageError
+from .errors import BudgetRefused, InputError, StorageError, WriteFailed
 from .pricing import check_amount, load_pricing
 from .storage import atomic_path, validate_name
 
@@ -371,21 +371,21 @@ class Ledger:
         except sqlite3.OperationalError as exc:
             text = str(exc).lower()
             if "locked" in text or "busy" in text:
-                raise StorageError(
+                raise WriteFailed(
                     f"the credit ledger {self.path} is locked by another program (waited {self.timeout:g} s) while "
                     f"{action}. Nothing was changed.",
                     fix="Close the program that holds it (a database browser, a stuck refvideo or ComfyUI process) "
                         "and try again.") from None
             if "malformed" in text or "not a database" in text or "corrupt" in text:
                 raise self._damaged(str(exc)) from None
-            raise StorageError(f"the credit ledger {self.path} cannot be used while {action} ({exc}).",
-                               fix="Check that its folder exists, is writable and is on a local disk "
+            raise WriteFailed(f"the credit ledger {self.path} cannot be used while {action} ({exc}).",
+                              fix="Check that its folder exists, is writable and is on a local disk "
                                    "(SQLite's WAL mode does not work on network shares).") from None
         except sqlite3.DatabaseError as exc:
             raise self._damaged(str(exc)) from None
         except OSError as exc:  # the folder or the lock file beside the ledger
-            raise StorageError(f"the credit ledger {self.path} cannot be used while {action} ({exc}).",
-                               fix="Check that its folder exists and is writable.") from None
+            raise WriteFailed(f"the credit ledger {self.path} cannot be used while {action} ({exc}).",
+                              fix="Check that its folder exists and is writable.") from None
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is not None and self._pid == os.getpid():
@@ -783,3 +783,11 @@ def shared_ledger(path: str | os.PathLike | None = None) -> Ledger:
         if ledger is None:
             ledger = _shared[key] = Ledger(resolved)
         return ledger
+
+
+def close_shared_ledgers() -> None:
+    """Close every ledger :func:`shared_ledger` opened in this process (files, locks)."""
+    with _shared_lock:
+        for ledger in _shared.values():
+            ledger.close()
+        _shared.clear()

@@ -22,13 +22,14 @@ from refvideo.engine.runner import WorkflowInvalid
 GOOD = {"1": {"class_type": "Thing", "inputs": {"seed": 1}}}
 FAILING = {"1": {"class_type": "Thing", "inputs": {"seed": 666}}}
 INVALID = {"1": {"class_type": "Thing", "inputs": {"seed": -1}}}
+PARTLY_INVALID = {"1": {"class_type": "Thing", "inputs": {"seed": 7}}}
 
 
 class FakeComfy(BaseHTTPRequestHandler):
     """Answers like ComfyUI v0.8.0 for the requests the client makes."""
 
     history: dict = {}
-    uploads: dict = {}
+    withdrawals: list = []
 
     def log_message(self, *args):
         pass
@@ -63,6 +64,11 @@ class FakeComfy(BaseHTTPRequestHandler):
                                       "details": "seed", "extra_info": {"input_name": "seed"}}]}}})
                 return
             pid = f"p{seed}"
+            if seed == 7:  # some outputs validate: ComfyUI queues those and answers 200 with the others' errors
+                self._send(200, {"prompt_id": pid, "number": 1, "node_errors": {"2": {"class_type": "Save", "errors": [
+                    {"type": "return_type_mismatch", "message": "Return type mismatch between linked nodes",
+                     "details": "fps", "extra_info": {"input_name": "fps"}}]}}})
+                return
             if seed == 666:
                 self.history[pid] = {"outputs": {}, "status": {"status_str": "error", "completed": False, "messages": [
                     ["execution_error", {"node_id": "1", "node_type": "Thing", "exception_type": "ValueError",
@@ -73,6 +79,9 @@ class FakeComfy(BaseHTTPRequestHandler):
                     {"filename": "preview.png", "subfolder": "", "type": "temp"}], "text": ["ok"]}},
                     "status": {"status_str": "success", "completed": True, "messages": []}}
             self._send(200, {"prompt_id": pid, "number": 1, "node_errors": {}})
+        elif self.path in ("/queue", "/interrupt"):
+            self.withdrawals.append((self.path, json.loads(body)))
+            self._send(200, {})
         elif self.path == "/upload/image":
             name = "ref (1).png" if b"different" in body else "ref.png"
             self._send(200, {"name": name, "subfolder": "", "type": "input"})
@@ -83,7 +92,7 @@ class FakeComfy(BaseHTTPRequestHandler):
 @pytest.fixture()
 def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeComfy)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
@@ -97,12 +106,44 @@ def test_run_downloads_output_files(server, tmp_path):
     assert not [p for p in tmp_path.rglob("*") if ".partial" in p.name]
 
 
+def test_downloads_stay_inside_the_output_folder(server, tmp_path):
+    client = ComfyClient(server)
+    for item in ({"filename": "x.mp4", "subfolder": "../../escape"}, {"filename": "/etc/x.mp4", "subfolder": ""},
+                 {"filename": "x.mp4", "subfolder": "/tmp"}):
+        with pytest.raises(InputError):
+            client.download({**item, "type": "output"}, tmp_path / "out")
+    assert not (tmp_path / "escape").exists()
+
+
+def test_ctrl_c_while_waiting_cancels_the_prompt_on_the_server(server, tmp_path):
+    from refvideo.engine import host
+    from refvideo.engine.errors import Interrupted
+
+    FakeComfy.withdrawals.clear()
+    client = ComfyClient(server)
+    pid = client.queue({"1": {"class_type": "Thing", "inputs": {"seed": 2}}})
+    FakeComfy.history.pop(pid)  # still running
+    host.request_interrupt()
+    with pytest.raises(Interrupted):
+        client.wait(pid, {}, poll_seconds=0.01)
+    assert FakeComfy.withdrawals == [("/queue", {"delete": [pid]}), ("/interrupt", {"prompt_id": pid})]
+
+
 def test_node_errors_become_problems(server, tmp_path):
     with pytest.raises(WorkflowInvalid) as info:
         ComfyClient(server).run(INVALID, output_dir=tmp_path)
     problem = info.value.problems[0]
     assert (problem.node, problem.class_type, problem.input) == ("1", "Thing", "seed")
     assert "smaller than min" in problem.message
+
+
+def test_a_prompt_queued_with_node_errors_is_withdrawn_and_refused(server, tmp_path):
+    """Nothing of a partly invalid workflow runs: it leaves the queue (or stops) and its errors are raised."""
+    FakeComfy.withdrawals.clear()
+    with pytest.raises(WorkflowInvalid) as info:
+        ComfyClient(server).run(PARTLY_INVALID, output_dir=tmp_path)
+    assert [(p.node, p.class_type, p.input) for p in info.value.problems] == [("2", "Save", "fps")]
+    assert FakeComfy.withdrawals == [("/queue", {"delete": ["p7"]}), ("/interrupt", {"prompt_id": "p7"})]
 
 
 def test_execution_error_is_readable(server, tmp_path):

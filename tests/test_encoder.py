@@ -293,12 +293,12 @@ def test_a_full_disk_gives_a_clear_error_and_no_partial_file(tmp_path):
         try:
             encoder.encode_video(noise, 16.0, {str(tmp_path / "out" / "full.mp4")!r}, speed="ultrafast")
         except StorageError as exc:
-            print("StorageError:", exc)
+            print(type(exc).__name__, "exit", str(exc.exit_code) + ":", exc)
     """)
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60,
                           check=False)
-    assert "StorageError: filename_prefix: the disk is full" in done.stdout, done.stderr[-2000:]
+    assert "WriteFailed exit 1: filename_prefix: the disk is full" in done.stdout, done.stderr[-2000:]
     assert leftovers(tmp_path / "out") == []
 
 

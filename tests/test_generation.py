@@ -115,6 +115,8 @@ def test_a_whole_previous_clip_continues_from_its_last_frames():
     assert np.array_equal(job.first_frames, previous[-8:])
     job = prepare(inputs(first_frames=torch.from_numpy(previous), continue_frames=3))
     assert np.array_equal(job.first_frames, previous[-3:])
+    job = prepare(inputs(first_frames=previous[-1]))  # one image [H, W, 3] is one frame
+    assert np.array_equal(job.first_frames, previous[-1:])
 
 
 BAD_INPUTS = [
@@ -125,6 +127,7 @@ BAD_INPUTS = [
     ("references", dict(references="Mara.png")),
     ("prompt", dict(prompt="   \n ")),
     ("prompt", dict(prompt=None)),
+    ("prompt", dict(prompt="slow dolly in " * 400)),
     ("resolution", dict(resolution="720p")),  # tiny-random renders 144p and 480p only
     ("resolution", dict(resolution="8k")),
     ("aspect", dict(aspect="4:3")),
