@@ -16,11 +16,8 @@ import logging
 import math
 import os
 import queue
-import shutil
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
@@ -34,7 +31,7 @@ from . import host
 from .errors import GenerationError, InputError, RefVideoError, WriteFailed, require
 from .frames import audio_to_numpy, to_numpy
 from .manifest import MANIFEST_KEY, SEQUENCE_METADATA
-from .storage import atomic_path
+from .storage import atomic_folder, atomic_path
 
 log = logging.getLogger("refvideo")
 
@@ -547,19 +544,6 @@ def _open_writer(path: str, preset: FormatPreset, clip: _Clip, width: int, heigh
         raise
 
 
-@contextmanager
-def _atomic_folder(target: Path) -> Iterator[Path]:
-    """A temporary folder beside ``target``, renamed onto it on success, removed on failure."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def _failure(exc: BaseException, target: Path, preset: FormatPreset) -> BaseException:
     """A clear RefVideo error for a failure while writing (interrupts pass through unchanged)."""
     if host.is_interrupt(exc) or isinstance(exc, RefVideoError):
@@ -607,7 +591,7 @@ def encode_video(
     track, count = _prepare_audio(audio, preset, clip, audio_fit, warnings)
     target = Path(target)
     if preset.is_sequence:
-        staging = _atomic_folder(target)
+        staging = atomic_folder(target)
     else:
         staging = atomic_path(target)
     try:

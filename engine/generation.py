@@ -27,12 +27,12 @@ from .frames import image_batch
 from .paths import pack_version
 from .prompting import ComposedPrompt, compose_prompt
 from .reference import MAX_REFERENCES, ROLES, Reference, ReferenceSet
+from .seeds import check_seed
 from .sizes import DEFAULT_ASPECT, DEFAULT_RESOLUTION, DEFAULT_SECONDS, RESOLUTIONS, UPSCALE_1080, RenderPlan, plan_render
 from .style import StyleDirection
 
 MAX_STEPS = 200
 MAX_GUIDANCE = 30.0
-MAX_SEED = 2**64 - 1
 ASPECT_TOLERANCE = 0.02
 log = logging.getLogger("refvideo")
 
@@ -204,12 +204,6 @@ def check_style(style: Any) -> StyleDirection | None:
         return style
     raise InputError(f"expects a style direction, got {type(style).__name__}.", input="style",
                      fix="Connect the output of a StyleSkill node, or leave style unconnected.")
-
-
-def check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= MAX_SEED:
-        raise InputError(f"{seed!r} is not a seed.", input="seed", fix=f"Give a whole number from 0 to {MAX_SEED}.")
-    return int(seed)
 
 
 def check_budget(budget: Any) -> None:

@@ -7,30 +7,21 @@ original are pointed at the stored name, so nothing in the input folder is overw
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .storage import atomic_write_bytes
-
-
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+from .storage import atomic_write_bytes, file_sha256
 
 
 def stored_name(folder: Path, source: Path) -> tuple[str, bool]:
     """The name ``source`` gets in ``folder`` and whether an identical copy is already there."""
-    digest = _digest(source)
+    digest = file_sha256(source)
     stem, ext = os.path.splitext(source.name)
     candidate, counter = source.name, 0
     while (folder / candidate).exists():
-        if (folder / candidate).is_file() and _digest(folder / candidate) == digest:
+        if (folder / candidate).is_file() and file_sha256(folder / candidate) == digest:
             return candidate, True
         counter += 1
         candidate = f"{stem} ({counter}){ext}"

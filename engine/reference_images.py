@@ -116,15 +116,6 @@ def resolve_image_name(name: str, *, input_name: str) -> Path:
     return path
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes (what IS_CHANGED follows)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # --------------------------------------------------------------------------- decoding
 
 

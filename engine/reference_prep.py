@@ -27,7 +27,6 @@ from .reference import MAX_REFERENCES, ROLES, Reference, ReferenceSet
 from .reference_images import (
     NONE,
     LoadedImage,
-    file_sha256,
     from_uint8,
     read_image_file,
     read_image_socket,
@@ -35,6 +34,7 @@ from .reference_images import (
     to_uint8,
 )
 from .reference_library import KIND as SET_KIND
+from .storage import file_sha256
 from .reference_library import load_set, save_set, set_fingerprint, set_manifest
 
 OFF, REMBG, FLAT = "off", "rembg", "flat background"

@@ -21,7 +21,7 @@ from typing import Any
 
 from . import host
 from .errors import InputError, RefVideoError
-from .paths import API_WORKFLOWS_DIR
+from .paths import API_WORKFLOWS_DIR, WORKFLOWS_DIR, is_within
 from .schema import InputSpec, coerce, hidden_inputs, input_specs, types_match, validator_inputs
 
 Workflow = dict[str, dict[str, Any]]
@@ -113,7 +113,8 @@ def as_api_workflow(data: Any, path: Path | None = None) -> Workflow:
     if isinstance(data, dict) and isinstance(data.get("prompt"), dict) and "class_type" not in data:
         data = data["prompt"]
     if isinstance(data, dict) and isinstance(data.get("nodes"), list) and "links" in data:
-        twin = API_WORKFLOWS_DIR / path.name if path is not None else None
+        shipped = path is not None and is_within(path, WORKFLOWS_DIR) and path.parent.resolve() == WORKFLOWS_DIR
+        twin = API_WORKFLOWS_DIR / path.name if shipped else None
         hint = (f"Use its API twin {twin}." if twin is not None and twin.is_file() else
                 "Export it from ComfyUI with 'Export (API)' (Workflow menu), or use the matching file in "
                 f"{API_WORKFLOWS_DIR}.")

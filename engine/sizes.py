@@ -67,7 +67,8 @@ class RenderPlan:
 
     def requested(self) -> dict:
         return {"resolution": self.resolution, "aspect": self.aspect, "width": self.width,
-                "height": self.height, "seconds": self.requested_seconds}
+                "height": self.height, "frames": round(self.requested_seconds * self.fps), "fps": self.fps,
+                "seconds": self.requested_seconds}
 
     def rendered(self) -> dict:
         return {"width": self.width, "height": self.height, "render_width": self.render_width,

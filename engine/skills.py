@@ -3,7 +3,7 @@
 A skill is ``<skills dir>/<name>.json``: format, name, pack version, created/updated times,
 ``style`` (look, lens, lighting, palette, grade), ``negative``, ``camera`` (camera-language
 defaults such as "slow dolly in, 35mm") and ``defaults`` (sampler settings the skill
-suggests: steps, guidance, resolution, aspect, duration; the sampler's own inputs win).
+suggests: steps and guidance, used when the sampler's own are 0 = default).
 Skills chain with :meth:`StyleDirection.then`: later single fields win, texts join.
 Writes are atomic; saving never replaces a different skill without ``overwrite``; a corrupt
 or hand-edited file is refused with an error naming it.
@@ -29,7 +29,7 @@ SUFFIX = ".json"
 TEXT_FIELDS = ("style", "negative", "camera")
 MAX_TEXT = 4000
 DEFAULT_TYPES: dict[str, tuple[type, ...]] = {
-    "steps": (int,), "guidance": (int, float), "resolution": (str,), "aspect": (str,), "duration": (int, float),
+    "steps": (int,), "guidance": (int, float),
 }
 
 

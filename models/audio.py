@@ -24,6 +24,7 @@ import numpy as np
 from ..engine import host
 from ..engine.errors import InputError, ModelNotFound, require
 from ..engine.manifest import parse_generation_info
+from ..engine.seeds import check_seed, derived_seed
 from . import model_folder
 
 log = logging.getLogger("refvideo")
@@ -49,7 +50,6 @@ DEFAULT_STEPS = 100
 DEFAULT_GUIDANCE = 7.0
 OVERLAP_SECONDS = 1.0
 MAX_PIECES = 64
-MAX_SEED = 2**63 - 1
 
 # The tiny pipeline: 16 kHz stereo, a 1.024 s window (256 latent steps x hop 64).
 TINY_CONFIG = {
@@ -71,29 +71,13 @@ TINY_CONFIG = {
 # --------------------------------------------------------------------------- finding models
 
 
-def _pipeline_class(folder: Path) -> str | None:
-    if not (folder / "model_index.json").is_file():
-        return None
-    try:
-        return model_folder.read_index(folder, name=folder.name).get("_class_name")
-    except ModelNotFound:
-        return None
-
-
 def discover() -> dict[str, Path]:
     """``{name: folder}`` of the StableAudioPipeline folders in the diffusers model folders."""
     found: dict[str, Path] = {}
     for root in host.model_dirs("diffusers"):
-        try:
-            children = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        except OSError:
-            continue
-        for child in children:
-            nested = [child] + sorted(p for p in child.iterdir() if p.is_dir() and not p.name.startswith("."))
-            for folder in nested:
-                name = folder.relative_to(root).as_posix()
-                if name not in found and _pipeline_class(folder) == PIPELINE_CLASS:
-                    found[name] = folder
+        for name, folder in model_folder.pipeline_folders(root):
+            if name not in found and model_folder.pipeline_class(folder) == PIPELINE_CLASS:
+                found[name] = folder
     return found
 
 
@@ -109,11 +93,10 @@ def resolve(name: str) -> Path | None:
     folders = host.model_dirs("diffusers")
     folder = discover().get(name)
     if folder is None:
-        for root in folders:
-            candidate = root / name
-            if name and ".." not in Path(name).parts and candidate.is_dir():
-                check_folder(candidate, name)  # names what an incomplete folder lacks
-                return candidate
+        candidate = model_folder.entry_in(folders, name, input_name="model")
+        if candidate is not None:
+            check_folder(candidate, name)  # names what an incomplete folder lacks
+            return candidate
         searched = ", ".join(str(f) for f in folders)
         raise ModelNotFound(f"no audio model folder '{name}' was found (searched: {searched}).", input="model",
                             fix=f"A Stable Audio model folder holds {'; '.join(EXPECTED_FILES)}. {DOWNLOAD_HINT} "
@@ -289,10 +272,7 @@ def check_request(prompt: Any, seconds: Any, seed: Any) -> tuple[str, float, int
     if not math.isfinite(duration) or duration <= 0:
         raise InputError(f"the clip lasts {seconds!r} seconds; audio needs a positive length.", input="frames",
                          fix="Connect the clip's frames and its fps.")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= MAX_SEED:
-        raise InputError(f"seed {seed!r} is not a whole number from 0 to {MAX_SEED}.", input="seed",
-                         fix="Give a whole number seed.")
-    return prompt.strip(), duration, int(seed)
+    return prompt.strip(), duration, check_seed(seed)
 
 
 def generate(name: str, prompt: str, seconds: float, seed: int, *, steps: int = 0,
@@ -318,7 +298,7 @@ def generate(name: str, prompt: str, seconds: float, seed: int, *, steps: int = 
     notes = []
     if len(starts) > 1:
         notes.append(f"{seconds:.2f} s is longer than the model's {model.max_seconds:.2f} s window: made in "
-                     f"{len(starts)} overlapping pieces (seeds {seed}-{seed + len(starts) - 1}), crossfaded.")
+                     f"{len(starts)} overlapping pieces (seeds {seed} to {derived_seed(seed, len(starts) - 1)}), crossfaded.")
     if model.placeholder:
         notes.insert(0, PLACEHOLDER_NOTE)
     return GeneratedAudio(samples, rate, len(starts), model.placeholder, notes)
@@ -339,7 +319,7 @@ def _run_pieces(model: AudioModel, prompt: str, negative_prompt: str, starts: li
                 bar.update()
 
             for index, _start in enumerate(starts):
-                generator = torch.Generator("cpu").manual_seed(seed + index)
+                generator = torch.Generator("cpu").manual_seed(derived_seed(seed, index))
                 with torch.inference_mode():
                     out = model.pipe(prompt, negative_prompt=negative_prompt or None, audio_end_in_s=length / rate,
                                      num_inference_steps=steps, guidance_scale=guidance, generator=generator,

@@ -15,11 +15,59 @@ import struct
 from functools import lru_cache
 from pathlib import Path
 
-from ..engine.errors import ModelNotFound
+from ..engine.errors import InputError, ModelNotFound
 
 UNSAFE_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".msgpack", ".h5")
 _MAX_HEADER = 100 * 1024 * 1024
 _SAMPLE = 64 * 1024
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:  # unreadable: skipped, never fatal for the node list
+        return []
+
+
+def pipeline_folders(root: Path) -> list[tuple[str, Path]]:
+    """Pipeline folders in ``root``: ``name/`` and ``org/name/`` that hold a ``model_index.json``.
+
+    Folders may be symbolic links (big weights often live on another disk).
+    """
+    found: list[tuple[str, Path]] = []
+    for child in _subfolders(root):
+        if (child / "model_index.json").is_file():
+            found.append((child.name, child))
+            continue
+        found.extend((f"{child.name}/{g.name}", g) for g in _subfolders(child) if (g / "model_index.json").is_file())
+    return found
+
+
+def pipeline_class(folder: Path) -> str | None:
+    """The ``_class_name`` in a folder's ``model_index.json``, or None when it cannot be read."""
+    try:
+        data = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data.get("_class_name") if isinstance(data, dict) else None
+
+
+def entry_in(roots: list[Path], name: str, *, input_name: str, kind: str = "dir") -> Path | None:
+    """``root/name`` for the first root that has it (a folder, or a file with ``kind="file"``).
+
+    ``name`` must be a relative name without ``..``; the entry itself may be a symbolic link
+    placed in the model folder (so a model kept on another disk can be linked in).
+    """
+    text = str(name).replace("\\", "/")
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    if not parts or os.path.isabs(text) or text.startswith("/") or ".." in parts or ":" in parts[0]:
+        raise InputError(f"'{name}' is not a model name.", input=input_name,
+                         fix="Choose an entry from the list (a folder or file inside a models folder).")
+    for root in roots:
+        candidate = Path(root, *parts)
+        if candidate.is_dir() if kind == "dir" else candidate.is_file():
+            return candidate
+    return None
 
 
 def read_index(folder: Path, *, name: str) -> dict:

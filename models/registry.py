@@ -22,9 +22,9 @@ from pathlib import Path
 
 from ..engine import host
 from ..engine.errors import ModelNotFound
-from ..engine.paths import contained
 from ..engine.reference import ROLES
 from ..engine.sizes import WAN_FRAMES
+from . import model_folder
 from .backend import VideoBackend
 from .spec import LoadOptions, ModelSpec, family_defaults
 
@@ -79,43 +79,14 @@ def model_roots() -> list[Path]:
     return roots
 
 
-def _index_class(folder: Path) -> str | None:
-    import json
-
-    try:
-        data = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data.get("_class_name") if isinstance(data, dict) else None
-
-
-def _candidates(root: Path) -> list[tuple[str, Path]]:
-    """Pipeline folders in ``root``: ``name/`` and ``org/name/`` holding a model_index.json."""
-    found: list[tuple[str, Path]] = []
-    try:
-        children = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    except OSError:
-        return found
-    for child in children:
-        if (child / "model_index.json").is_file():
-            found.append((child.name, child))
-            continue
-        try:
-            grandchildren = sorted(p for p in child.iterdir() if p.is_dir() and not p.name.startswith("."))
-        except OSError:
-            continue
-        found.extend((f"{child.name}/{g.name}", g) for g in grandchildren if (g / "model_index.json").is_file())
-    return found
-
-
 def discover() -> dict[str, Path]:
     """``{name: folder}`` of the supported pipeline folders found in :func:`model_roots`."""
     models: dict[str, Path] = {}
     for root in model_roots():
-        for name, folder in _candidates(root):
+        for name, folder in model_folder.pipeline_folders(root):
             if name in models or name in BUILTIN:
                 continue
-            if family_for(_index_class(folder)) is None:
+            if family_for(model_folder.pipeline_class(folder)) is None:
                 log.debug("RefVideo: %s is not a supported pipeline; not listed.", folder)
                 continue
             models[name] = folder
@@ -138,7 +109,13 @@ def list_loras() -> list[str]:
     for root in host.model_dirs("loras"):
         if not root.is_dir():
             continue
+        seen: set[str] = set()
         for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            real = os.path.realpath(dirpath)
+            if real in seen:  # a linked folder seen before (or a link loop): not again
+                dirnames[:] = []
+                continue
+            seen.add(real)
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for fn in sorted(filenames):
                 if fn.endswith(LORA_SUFFIX):
@@ -149,17 +126,15 @@ def list_loras() -> list[str]:
 
 
 def lora_path(name: str) -> Path | None:
-    """The file of a LoRA named as in :func:`list_loras` (contained in a LoRA folder)."""
+    """The file of a LoRA named as in :func:`list_loras` (inside a LoRA folder; links allowed)."""
     if name in ("", "none"):
         return None
     if not name.endswith(LORA_SUFFIX):
         raise ModelNotFound(f"'{name}' is not a .safetensors LoRA.", input="lora",
                             fix="RefVideo loads LoRAs in safetensors format only; choose one from the list.")
-    roots = [r for r in host.model_dirs("loras") if r.is_dir()]
-    for root in roots:
-        path = contained(root, name, input_name="lora")
-        if path.is_file():
-            return path
+    path = model_folder.entry_in(host.model_dirs("loras"), name, input_name="lora", kind="file")
+    if path is not None:
+        return path
     where = ", ".join(str(r) for r in host.model_dirs("loras"))
     raise ModelNotFound(f"the LoRA '{name}' was not found.", input="lora",
                         fix=f"Put the .safetensors file in one of: {where}.")
@@ -273,19 +248,18 @@ def resolve(name: str, options: LoadOptions | None = None, *, input_name: str = 
         validate(folder, name=name, supported=fam.pipeline_classes if fam else supported_classes(),
                  weight_components=fam.weight_components if fam else ())
         handle = ModelHandle(name, folder, options, fam.pipeline_classes[0] if fam else "")
-    handle.lora  # refuses a missing LoRA now, not after the budget was reserved
+    _ = handle.lora  # refuses a missing LoRA now, not after the budget was reserved
     if name == PREVIZ:
-        handle.spec  # resolves and validates match_frames_of
+        _ = handle.spec  # resolves and validates match_frames_of
     return handle
 
 
 def _find_folder(name: str, input_name: str) -> Path:
     if not isinstance(name, str) or not name.strip():
         raise ModelNotFound("no model was chosen.", input=input_name, fix="Choose a model from the list.")
-    for root in model_roots():
-        folder = contained(root, name, input_name=input_name)
-        if folder.is_dir():
-            return folder
+    folder = model_folder.entry_in(model_roots(), name, input_name=input_name)
+    if folder is not None:
+        return folder
     available = ", ".join(list_models())
     where = ", ".join(str(r) for r in model_roots())
     raise ModelNotFound(f"'{name}' is not an installed model.", input=input_name,

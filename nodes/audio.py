@@ -6,6 +6,7 @@ from typing import Any
 
 from ..engine.encoder import MAX_FPS, check_fps, frame_shape
 from ..engine.frames import numpy_to_audio
+from ..engine.seeds import MAX_SEED
 from ..models import audio as audio_models
 from .common import CATEGORY, with_ui
 
@@ -27,7 +28,7 @@ class RefVideoAudio:
                 "frames": ("IMAGE", {"tooltip": "The clip the audio is for; its length sets the audio's length."}),
                 "fps": ("FLOAT", {"default": 16.0, "min": 1.0, "max": MAX_FPS, "step": 0.001,
                                   "tooltip": "The clip's frame rate (connect the sampler's fps output)."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": audio_models.MAX_SEED,
+                "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED,
                                  "tooltip": "Random seed; the same seed, prompt and model give the same audio."}),
             },
             "optional": {

@@ -29,8 +29,7 @@ UPLOAD_HINT = {False: "The upload button puts a new file into the input folder."
                True: "Upload with the button of image_1 (or a Load Image node); 'none' leaves this slot empty."}
 
 
-def _image_choices(optional: bool) -> list[str]:
-    names = list_image_names()
+def _image_choices(names: list[str], optional: bool) -> list[str]:
     return [NONE, *names] if optional or not names else names
 
 
@@ -57,8 +56,9 @@ class LoadReferenceSet:
     def INPUT_TYPES(cls) -> dict:
         required: dict[str, Any] = {}
         optional: dict[str, Any] = {}
+        names = list_image_names()  # one walk of the input folder per schema request
         for i in SLOTS:
-            choices = _image_choices(optional=i > 1)
+            choices = _image_choices(names, optional=i > 1)
             required[f"image_{i}"] = (choices, {
                 **UPLOAD.get(i, {}), "default": NONE if i > 1 else choices[0],
                 "tooltip": f"Reference image {i}: a file from ComfyUI's input folder or a bundled sample "

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..engine.frames import to_tensor
-from ..engine.generation import DEFAULT_CONTINUE_FRAMES, MAX_CONTINUE_FRAMES, MAX_GUIDANCE, MAX_SEED, MAX_STEPS, \
-    SamplerInputs, generate
+from ..engine.generation import DEFAULT_CONTINUE_FRAMES, MAX_CONTINUE_FRAMES, MAX_GUIDANCE, MAX_STEPS, SamplerInputs, \
+    generate
+from ..engine.seeds import MAX_SEED
 from ..engine.sizes import ASPECTS, DEFAULT_ASPECT, DEFAULT_RESOLUTION, DEFAULT_SECONDS, MAX_SECONDS, MIN_SECONDS, \
     RESOLUTIONS
 from .common import BUDGET, CATEGORY, MODEL, REFSET, STYLE, with_ui

@@ -17,11 +17,10 @@ quantised where that keeps the PNG files small.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 SUPERSAMPLE = 2

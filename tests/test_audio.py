@@ -81,6 +81,14 @@ def test_missing_and_incomplete_models_name_the_folder_and_files(saved_tiny, ref
     assert str(target) in str(caught.value)
 
 
+@pytest.mark.parametrize("name", ["/tmp", "../diffusers", "a/../../b"])
+def test_audio_model_names_cannot_leave_the_model_folders(saved_tiny, refvideo_home, name):
+    install(saved_tiny, refvideo_home)
+    with pytest.raises(InputError) as caught:
+        audio.resolve(name)
+    assert caught.value.input == "model"
+
+
 def test_pickle_weights_are_refused(saved_tiny, refvideo_home):
     target = install(saved_tiny, refvideo_home, "pickled")
     weights = target / "transformer" / "diffusion_pytorch_model.safetensors"

@@ -75,6 +75,11 @@ def test_export_writes_a_csv(capsys, tmp_path):
 def test_comfyui_dir_reaches_the_ledger_comfyui_uses(capsys, tmp_path):
     comfy = tmp_path / "ComfyUI"
     assert run(capsys, "topup", "7") == (0, {"account": "default", "added": 7, "balance": 7})  # standalone
+    assert main(["credits", "topup", "500", "--comfyui-dir", str(comfy)]) == 2  # not a ComfyUI folder: refused
+    assert "is not a ComfyUI folder" in capsys.readouterr().err
+    assert not comfy.exists()
+    comfy.mkdir()
+    (comfy / "main.py").write_text("")
     assert main(["credits", "topup", "500", "--comfyui-dir", str(comfy)]) == 0
     capsys.readouterr()
     assert Ledger(comfy / "user" / "__refvideo" / "ledger.sqlite3").balance().balance == 500

@@ -13,9 +13,9 @@ import torch
 from PIL import Image, ImageFile
 from refvideo.engine import host, reference_images
 from refvideo.engine.errors import InputError
+from refvideo.engine.storage import file_sha256
 from refvideo.engine.reference_images import (
     MAX_SIDE,
-    file_sha256,
     from_uint8,
     list_image_names,
     pixels_sha256,

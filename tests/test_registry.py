@@ -59,6 +59,14 @@ def test_combo_order_and_discovery(models_dir):
     assert registry.match_targets() == ["auto", "tiny-random", "Wan-AI/nested-vace", NAME]
 
 
+def test_a_linked_model_folder_is_listed_and_resolves(models_dir, tmp_path):
+    elsewhere = tmp_path / "big_disk" / "vace"
+    shutil.move(str(models_dir / NAME), elsewhere)
+    (models_dir / "linked-vace").symlink_to(elsewhere, target_is_directory=True)
+    assert registry.list_models() == ["previz", "tiny-random", "linked-vace"]
+    assert registry.resolve("linked-vace", LoadOptions()).folder == models_dir / "linked-vace"
+
+
 def test_without_models_only_the_builtins_are_listed():
     assert registry.list_models() == ["previz", "tiny-random"]
 
@@ -141,6 +149,15 @@ def test_loras_are_listed_from_the_lora_folder(refvideo_home):
     assert registry.lora_path("wan/lightx2v_4step.safetensors") == (root / "wan" / "lightx2v_4step.safetensors")
     with pytest.raises(InputError):
         registry.lora_path("../escape.safetensors")
+    with pytest.raises(InputError):
+        registry.lora_path("/etc/escape.safetensors")
+    (root / "wan" / "loop").symlink_to(root, target_is_directory=True)  # a link loop is listed once, not forever
+    linked = refvideo_home / "shared_loras"
+    linked.mkdir()
+    (linked / "style.safetensors").write_bytes(b"x")
+    (root / "shared").symlink_to(linked, target_is_directory=True)
+    assert registry.list_loras() == ["none", "shared/style.safetensors", "wan/lightx2v_4step.safetensors"]
+    assert registry.lora_path("shared/style.safetensors") == root / "shared" / "style.safetensors"
 
 
 def test_loader_node_returns_a_lazy_handle_and_a_report(models_dir):

@@ -278,11 +278,12 @@ def test_malformed_and_ui_format_files(tmp_path):
         load_workflow(bad)
     assert info.value.problems[0].type == "malformed_json" and "line 1" in str(info.value)
 
-    ui = tmp_path / "single_shot.json"
+    ui = tmp_path / "single_shot.json"  # a user's file that shares a shipped workflow's name
     ui.write_text(json.dumps({"nodes": [], "links": [], "version": 0.4}))
     with pytest.raises(Exception) as info:
         load_workflow(ui)
     assert info.value.exit_code == 2 and "UI-format" in str(info.value) and "Export (API)" in str(info.value)
+    assert "workflows/api/single_shot.json" not in str(info.value)
 
     with pytest.raises(WorkflowInvalid):
         as_api_workflow([1, 2, 3])

@@ -37,6 +37,7 @@ def test_plan_is_legal_and_close_to_the_request(backend, upscale):
             assert plan.render_width - w < multiple and plan.render_height - h < multiple, where
             assert (plan.strategy == "native") == ((plan.render_width, plan.render_height) == (w, h)), where
         assert plan.rendered()["frames"] == plan.frames and plan.requested()["seconds"] == seconds, where
+        assert plan.requested()["frames"] == round(seconds * fps) and plan.requested()["fps"] == fps, where
 
 
 def test_design_examples():

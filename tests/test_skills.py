@@ -31,12 +31,12 @@ def test_save_then_load_round_trips():
 
 def test_chaining_joins_texts_and_later_fields_win():
     rain = direction("rain, warm tungsten", "cartoon, text", "", defaults={"guidance": 7.0})
-    handheld = direction("", "", "handheld, slow push in", defaults={"duration": 6.0})
+    handheld = direction("", "", "handheld, slow push in", defaults={"guidance": 6.0})
     combined = chain(NOIR, rain, handheld)
     assert combined.style == "black and white, hard key light, 35mm, rain, warm tungsten"
     assert combined.negative == "colour, cartoon, text"  # a repeated phrase appears once
     assert combined.camera == "handheld, slow push in"
-    assert combined.defaults == {"guidance": 7.0, "steps": 30, "duration": 6.0}
+    assert combined.defaults == {"guidance": 6.0, "steps": 30}  # later skills win
     assert chain(NOIR, NOIR).style == NOIR.style
     assert chain(rain, NOIR).camera == "slow dolly in" and chain(NOIR, rain).camera == "slow dolly in"
 

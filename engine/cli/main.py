@@ -13,10 +13,11 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from .. import host
-from ..errors import Interrupted, RefVideoError
+from ..errors import InputError, Interrupted, RefVideoError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "workflow_commands",
@@ -85,6 +86,17 @@ def _report(args: argparse.Namespace, exc: BaseException, code: int) -> int:
     return code
 
 
+def check_comfyui_dir(path: str | None) -> str | None:
+    """``--comfyui-dir`` must name a ComfyUI install, so a typo never creates a second ledger."""
+    if path is None:
+        return None
+    folder = Path(path).expanduser()
+    if not ((folder / "main.py").is_file() or (folder / "folder_paths.py").is_file()):
+        raise InputError(f"{folder} is not a ComfyUI folder (it has no main.py).", input="--comfyui-dir",
+                         fix="Give the folder that holds ComfyUI's main.py, e.g. --comfyui-dir ~/ComfyUI.")
+    return str(folder)
+
+
 class CtrlC:
     """First Ctrl-C asks the run to stop cleanly between steps; a second one aborts at once."""
 
@@ -124,7 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return EXIT_BAD_INPUT
-    host.configure(comfyui_dir=getattr(args, "comfyui_dir", None))
+    try:
+        host.configure(comfyui_dir=check_comfyui_dir(getattr(args, "comfyui_dir", None)))
+    except RefVideoError as exc:
+        return _report(args, exc, exc.exit_code)
     with CtrlC():
         try:
             return int(func(args) or 0)

@@ -183,11 +183,10 @@ def _fail(args: argparse.Namespace, exc: BaseException, code: int, started: floa
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    classes, _, _ = node_classes()
-    if not DEMO_WORKFLOW.is_file() or "RefVideoSampler" not in classes:
-        raise RefVideoError("the demo backend (previz) is not built yet in this version of RefVideo, so there is "
-                            "no demo clip to render.", fix="Update RefVideo, or run your own workflow with "
-                                                         "'refvideo run' and a diffusion model.")
+    if not DEMO_WORKFLOW.is_file():
+        raise RefVideoError(f"the demo workflow {DEMO_WORKFLOW} is missing from this installation.",
+                            fix="Reinstall RefVideo (pip install --force-reinstall comfyui-refvideo, or git checkout "
+                                "the workflows folder).")
     args.workflow, args.set, args.input, args.server = str(DEMO_WORKFLOW), [], [], None
     return run_command(args)
 
