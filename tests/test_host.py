@@ -71,3 +71,83 @@ def test_executing_context():
     with host.executing("p1", "7"):
         assert host.current_execution() == host.ExecutionContext("p1", "7")
     assert host.current_execution().node_id is None
+
+
+INSIDE_COMFYUI = r'''
+import json, sys, types
+
+calls = []
+fp = types.ModuleType("folder_paths")
+fp.models_dir = "/comfy/models"
+fp.folder_names_and_paths = {"diffusers": (["/comfy/models/diffusers", "/extra/diffusers"], set())}
+fp.get_user_directory = lambda: "/comfy/user"
+fp.get_input_directory = lambda: "/comfy/input"
+fp.get_output_directory = lambda: "/comfy/output"
+fp.get_temp_directory = lambda: "/comfy/temp"
+fp.get_folder_paths = lambda kind: list(fp.folder_names_and_paths[kind][0])
+def add_model_folder_path(kind, path):
+    fp.folder_names_and_paths.setdefault(kind, ([], set()))[0].append(path)
+fp.add_model_folder_path = add_model_folder_path
+if SYSTEM_DIR:
+    fp.get_system_user_directory = lambda name: "/comfy/user/__" + name
+
+class InterruptProcessingException(Exception):
+    pass
+comfy = types.ModuleType("comfy")
+mm = types.ModuleType("comfy.model_management")
+mm.interrupted = False
+def throw():
+    if mm.interrupted:
+        raise InterruptProcessingException()
+mm.throw_exception_if_processing_interrupted = throw
+mm.unload_all_models = lambda: calls.append("unload")
+mm.soft_empty_cache = lambda: calls.append("empty")
+utils = types.ModuleType("comfy.utils")
+class ProgressBar:
+    def __init__(self, total):
+        calls.append(("bar", total))
+    def update_absolute(self, value, total=None):
+        calls.append(("at", value, total))
+utils.ProgressBar = ProgressBar
+cli_args = types.ModuleType("comfy.cli_args")
+cli_args.args = types.SimpleNamespace(disable_metadata=True)
+for name, module in {"folder_paths": fp, "comfy": comfy, "comfy.model_management": mm, "comfy.utils": utils,
+                     "comfy.cli_args": cli_args}.items():
+    sys.modules[name] = module
+
+from refvideo.engine import host
+bar = host.Progress(3, "steps")
+bar.update()
+mm.interrupted = True
+try:
+    bar.update()
+    interrupted = None
+except Exception as exc:
+    interrupted = [type(exc).__name__, host.is_interrupt(exc)]
+host.free_host_models()
+print(json.dumps({
+    "in_comfyui": host.in_comfyui(), "sets": str(host.sets_dir()), "ledger": str(host.ledger_path()),
+    "input": str(host.input_dir()), "output": str(host.output_dir()), "temp": str(host.temp_dir()),
+    "diffusers": [str(p) for p in host.model_dirs("diffusers")], "rembg": [str(p) for p in host.model_dirs("rembg")],
+    "metadata_disabled": host.metadata_disabled(), "interrupted": interrupted, "calls": calls}))
+'''
+
+
+@pytest.mark.parametrize("system_dir", [True, False])
+def test_inside_comfyui_everything_goes_through_its_apis(system_dir):
+    """ComfyUI's modules stand in for a running ComfyUI (the real one: test_comfyui_integration.py)."""
+    import json
+    import subprocess
+
+    code = f"SYSTEM_DIR = {system_dir}\n" + INSIDE_COMFYUI
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["in_comfyui"] and seen["metadata_disabled"]
+    assert seen["sets"] == "/comfy/user/refvideo/sets"
+    assert seen["ledger"] == "/comfy/user/__refvideo/ledger.sqlite3"  # the system folder, or its fallback
+    assert (seen["input"], seen["output"], seen["temp"]) == ("/comfy/input", "/comfy/output", "/comfy/temp")
+    assert seen["diffusers"] == ["/comfy/models/diffusers", "/extra/diffusers"]
+    assert seen["rembg"] == ["/comfy/models/rembg"]  # the pack registers its own model folders
+    assert seen["interrupted"] == ["InterruptProcessingException", True]
+    assert seen["calls"] == [["bar", 3], ["at", 1, 3], ["at", 2, 3], "unload", "empty"]
