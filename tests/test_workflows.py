@@ -222,6 +222,17 @@ def small(stem: str) -> list[str]:
     return [f"{nid}.resolution=144p" for nid, n in api.items() if n["class_type"] == "RefVideoSampler"]
 
 
+def assert_thumbnail_shows(stem: str, frames: np.ndarray) -> None:
+    """The template thumbnail is the middle frame of this workflow's output (rendered as shipped)."""
+    def small_image(image: Image.Image) -> np.ndarray:
+        return np.asarray(image.convert("RGB").resize((64, 36), Image.BILINEAR), dtype=float)
+
+    with Image.open(WORKFLOWS / f"{stem}.jpg") as thumb:
+        shown = small_image(thumb)
+    assert np.abs(small_image(Image.fromarray(frames[len(frames) // 2])) - shown).mean() < 2.5
+    assert np.abs(small_image(Image.fromarray(frames[0])) - shown).mean() > 2.5  # not any frame would do
+
+
 def one_file(files: dict[str, list[Path]], node: str) -> Path:
     [path] = files[node]
     assert path.exists()
@@ -235,6 +246,7 @@ def test_a_shot_renders_81_frames_and_stores_its_generation_info(stem, node, aud
     path = one_file(files, node)
     frames = decode(path)
     assert frames.shape == (81, 144, 256, 3)
+    assert_thumbnail_shows(stem, frames)
     info = manifest(path)
     assert info["model"] == "previz" and info["warnings"] == [] and len(info["references"]) == 3
     with av.open(str(path)) as container:
@@ -251,6 +263,7 @@ def test_the_1080p_shot_plans_1080p_and_runs():
     assert planned["RefVideoSampler"] == planned["CreditMeter"] == "1080p"
     frames = decode(one_file(run("shot_1080p", small("shot_1080p")), "5"))
     assert frames.shape == (81, 144, 256, 3)
+    assert_thumbnail_shows("shot_1080p", frames)
 
 
 def test_continuity_three_shots_continue_and_join_seamlessly():
@@ -260,6 +273,7 @@ def test_continuity_three_shots_continue_and_join_seamlessly():
     sequence = decode(one_file(files, "12"))
     assert [len(s) for s in shots] == [81, 81, 81]
     assert len(sequence) == 3 * 81 - 2 * 8  # crossfaded over the 8 frames each shot continues from
+    assert_thumbnail_shows("continuity_three_shots", sequence)
     infos = [manifest(files[n][0]) for n in ("6", "8", "10")]
     assert [i["first_frames"] for i in infos] == [0, 8, 8]
     assert len({json.dumps(i["style"], sort_keys=True) for i in infos}) == 1 and infos[0]["style"]
@@ -285,6 +299,7 @@ def test_previz_then_diffusion_with_the_animatic_as_control_video():
     files = run("previz_to_diffusion", small("previz_to_diffusion"))
     animatic, clip = one_file(files, "4"), one_file(files, "7")
     assert len(decode(animatic)) == len(decode(clip)) == 21  # tiny-random: 4 fps, 4k+1 frames
+    assert_thumbnail_shows("previz_to_diffusion", decode(animatic))
     info = manifest(clip)
     assert info["model"] == "tiny-random" and info["control_video"] == 21
     assert manifest(animatic)["rendered"]["fps"] == info["rendered"]["fps"] == 4.0
