@@ -172,6 +172,36 @@ def shot_groups(title: str, members: tuple[int, ...]) -> list[Group]:
             Group(title, members, GROUP_COLOURS["shot"])]
 
 
+def demo_shot() -> Workflow:
+    """What `refvideo demo` runs: the bundled samples, previz, 720p 16:9 5 s, MP4."""
+    prompt = ("Mara waits on the harbour at dusk beside her brass lantern as the street lamps come on. "
+              "Slow dolly in, then rack focus to the background.")
+    return Workflow(
+        "demo_shot",
+        nodes=[references(1, (40, 400), "Sample references: Mara, the harbour, the lantern"),
+               previz_loader(2, (40, 1260)),
+               Node(3, "RefVideoSampler", "Shot: 720p, 16:9, 5 s", (520, 400),
+                    {"model": Out(2, "model"), "references": Out(1, "references"), "prompt": prompt, "seed": 7,
+                     "resolution": "720p", "aspect": "16:9", "duration": 5.0}),
+               encode(4, (1010, 400), "Write the MP4", 3, "RefVideo/demo_shot")],
+        notes=[Note(5, "About this workflow", "\n\n".join([
+            "DEMO SHOT: what `refvideo demo` renders. Previz, no weights needed.",
+            "LoadReferenceSet reads the three bundled samples (a character, the place, a prop). The "
+            "flat-background key cuts Mara and the lantern out of their plain backdrops; its report shows how "
+            "each image fares against the reference best practices.",
+            "RefVideoSampler reads the camera from the prompt: dolly in/out, push in, pull back, truck/track "
+            "left/right, pan, tilt, crane up/down, zoom, arc/orbit, rack focus to background/foreground/subject, "
+            "handheld, static, whip pan; speed words (slow, gentle, steady, fast, sudden) and 'then' for "
+            "sequences. Camera words it does not understand are listed in generation_info.",
+            "VideoEncode writes output/RefVideo/demo_shot_00001.mp4 with the generation info inside "
+            "(refvideo info FILE prints it).",
+            on_a_gpu(), "Same graph from a terminal: refvideo demo"]), (1010, 1040), (420, 780))],
+        groups=[Group(REFERENCES_GROUP, (1,), GROUP_COLOURS["references"]),
+                Group("Model", (2,), GROUP_COLOURS["model"]),
+                Group("The shot", (3, 4), GROUP_COLOURS["shot"])],
+        thumbnail=4, strip=(4,))
+
+
 def single_shot() -> Workflow:
     prompt = ("Mara lifts the brass lantern and turns to face the camera as the harbour lamps come on. "
               "Slow push in, then rack focus to the background.")
@@ -370,7 +400,7 @@ def previz_to_diffusion() -> Workflow:
         thumbnail=4, strip=(4, 7))
 
 
-DESCRIPTIONS = (single_shot, continuity_three_shots, shot_with_audio, shot_1080p, reference_sheet,
+DESCRIPTIONS = (demo_shot, single_shot, continuity_three_shots, shot_with_audio, shot_1080p, reference_sheet,
                 previz_to_diffusion)
 
 

@@ -1,8 +1,8 @@
 """Draw the bundled sample references in ``samples/`` (run: python scripts/make_samples.py).
 
 Three small pictures made for this project, drawn with Pillow from shapes, so they can be
-re-made exactly and carry no one else's rights (``--thumbnail workflows/demo_shot.jpg`` also
-renders the demo workflow's template thumbnail from them with previz):
+re-made exactly and carry no one else's rights (the workflow thumbnails are rendered from
+them by scripts/build_workflows.py):
 
 - ``character_mara.png``: a woman in a red coat, full figure, on a flat light backdrop;
 - ``prop_lantern.png``: a brass lantern, whole, on the same kind of backdrop;
@@ -236,41 +236,14 @@ def save(image: Image.Image, path: Path, colours: int) -> int:
     return path.stat().st_size
 
 
-def thumbnail(samples: Path, path: Path) -> int:
-    """The demo workflow's template thumbnail: a frame of its previz animatic, from ``samples``."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
-    from refvideo.engine.camera import parse_shot
-    from refvideo.engine.matting import flat_background_key
-    from refvideo.engine.previz_render import render_animatic
-    from refvideo.engine.reference import Reference, ReferenceSet
-
-    def load(name: str, role: str, key: bool) -> Reference:
-        rgb = np.asarray(Image.open(samples / name).convert("RGB"), np.float32) / 255.0
-        mask = flat_background_key(rgb).matte if key else np.ones(rgb.shape[:2], np.float32)
-        return Reference(rgb, mask, role)
-
-    refs = ReferenceSet((load("character_mara.png", "character", True), load("environment_harbour.png", "environment", False),
-                         load("prop_lantern.png", "prop", True)))
-    animatic = render_animatic(refs, parse_shot("slow dolly in"), size=(512, 288), frames=9, fps=16.0)
-    frame = Image.fromarray((animatic.frames[4] * 255.0 + 0.5).astype(np.uint8))
-    frame.save(path, quality=88, optimize=True)
-    return path.stat().st_size
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Draw RefVideo's sample references into samples/.")
     parser.add_argument("--out", type=Path, default=SAMPLES, help="folder to write into (default: samples/)")
-    parser.add_argument("--thumbnail", type=Path, metavar="JPG",
-                        help="also write the demo workflow's thumbnail (workflows/demo_shot.jpg) from the samples")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     for name, (draw, colours) in SAMPLES_TO_DRAW.items():
         size = save(draw(), args.out / name, colours)
         print(f"{args.out / name}: {size / 1024:.1f} KB")
-    if args.thumbnail:
-        print(f"{args.thumbnail}: {thumbnail(args.out, args.thumbnail) / 1024:.1f} KB")
     return 0
 
 
