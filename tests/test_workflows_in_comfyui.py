@@ -167,7 +167,8 @@ def test_a_broken_prompt_gets_node_errors_naming_each_input(server):
     # `refvideo run --server` withdraws such a prompt (see the last test).
     assert status == 200 and set(answer["node_errors"]) == {"1", "4", "5"}
     entry = server.wait_for(answer["prompt_id"])
-    assert set(entry["outputs"]) == {"2", "3"} and output_files(server) == before
+    # the loader's report shows only when it ran (an earlier test may have left it cached)
+    assert "3" in entry["outputs"] and set(entry["outputs"]) <= {"2", "3"} and output_files(server) == before
 
 
 def test_a_node_failing_at_run_time_reports_a_readable_execution_error(server):
