@@ -63,8 +63,19 @@ def validate_name(name: Any, *, kind: str, input_name: str = "name") -> str:
     return cleaned
 
 
+def usual_permissions(path: Path) -> None:
+    """Temporary files and folders are private (0600/0700); give a finished one the user's usual mode."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+    if path.is_dir():
+        for child in path.iterdir():
+            if child.is_file():
+                os.chmod(child, 0o666 & ~mask)
+
+
 @contextmanager
-def atomic_path(target: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
 
     On any exception (an interrupt included) the temporary file is removed and nothing
@@ -72,8 +83,7 @@ def atomic_path(target: str | os.PathLike, *, suffix: str | None = None) -> Iter
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    suffix = target.suffix if suffix is None else suffix
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".partial{suffix}", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".partial{target.suffix}", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -82,6 +92,7 @@ def atomic_path(target: str | os.PathLike, *, suffix: str | None = None) -> Iter
             raise StorageError(f"nothing was written for {target}.")
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        usual_permissions(tmp)
         os.replace(tmp, target)
     except BaseException:
         try:
@@ -99,6 +110,7 @@ def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     try:
         yield tmp
+        usual_permissions(tmp)
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

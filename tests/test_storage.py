@@ -88,3 +88,20 @@ def test_unique_path_counts_up(tmp_path):
     first.write_bytes(b"")
     (tmp_path / "shot_00007.mp4").write_bytes(b"")
     assert unique_path(tmp_path, "shot", ".mp4").name == "shot_00008.mp4"
+
+
+def test_finished_files_get_the_users_usual_permissions(tmp_path):
+    import stat
+
+    from refvideo.engine.storage import atomic_folder, atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "skill.json", "{}")
+        with atomic_folder(tmp_path / "frames") as folder:
+            (folder / "f_0001.png").write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "skill.json").stat().st_mode) == 0o644  # not mkstemp's private 0600
+    assert stat.S_IMODE((tmp_path / "frames").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "frames" / "f_0001.png").stat().st_mode) == 0o644
