@@ -609,9 +609,11 @@ class Ledger:
             if amount > balance - held:
                 raise self.shortfall(account, amount, "this clip")
             if cap is not None:
+                # kind IN (...) repeats the partial index's condition, so the lookup uses entries_one_settlement
                 spent = conn.execute(
                     "SELECT COALESCE(SUM(r.amount), 0) FROM reservations r WHERE r.budget_id IS ? AND r.prompt_id IS ? "
-                    "AND NOT EXISTS (SELECT 1 FROM entries s WHERE s.reservation_id = r.id AND s.kind = 'release')",
+                    "AND NOT EXISTS (SELECT 1 FROM entries s WHERE s.reservation_id = r.id "
+                    "AND s.kind IN ('charge', 'release') AND s.kind = 'release')",
                     (budget_id, prompt_id)).fetchone()[0]
                 if spent + amount > cap:
                     raise BudgetRefused(
