@@ -22,7 +22,6 @@ def server(tmp_path_factory):
     started = comfyui_server.start(tmp_path_factory.mktemp("comfyui_base"))
     yield started
     started.stop()
-    assert started.process.poll() is not None
 
 
 def test_pack_loads_without_import_errors(server):

@@ -119,9 +119,7 @@ def test_outputs_and_function_match_the_schema(node_id, cls):
     for name in optional | hidden:
         if name in named:
             assert params[name].default is not inspect.Parameter.empty, f"{node_id}: optional '{name}' needs a default"
-    for name in required:
-        if name in named:
-            assert params[name].kind is not inspect.Parameter.VAR_POSITIONAL
+    assert not any(p.kind is p.VAR_POSITIONAL for p in params.values()), f"{node_id}: inputs arrive by name, not *args"
 
 
 @pytest.mark.parametrize("node_id, cls", NODES, ids=[n for n, _ in NODES])
