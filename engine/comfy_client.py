@@ -15,14 +15,13 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import host
 from .errors import GenerationError, InputError, Interrupted, RefVideoError
 from .paths import contained
-from .runner import Problem, WorkflowInvalid
+from .runner import Problem, RunResult, WorkflowInvalid
 from .storage import atomic_path
 
 ProgressCallback = Callable[[str, str, int, int], None]  # node id, class, value, max
@@ -41,14 +40,6 @@ class ServerNodeFailed(GenerationError):
 
     def to_dict(self) -> dict:
         return {"node": self.node, "input": None, "type": self.exc_type, "message": self.message}
-
-
-@dataclass
-class ServerRun:
-    prompt_id: str
-    outputs: dict[str, dict] = field(default_factory=dict)
-    files: dict[str, list[Path]] = field(default_factory=dict)
-    seconds: float = 0.0
 
 
 class ComfyClient:
@@ -86,13 +77,7 @@ class ComfyClient:
         except (ValueError, UnicodeDecodeError):
             return status, {"raw": raw[:500].decode(errors="replace")}
 
-    def object_info(self) -> dict:
-        status, data = self._json("GET", "/object_info")
-        if status != 200:
-            raise ServerError(f"GET /object_info answered {status}.", fix="Check that the address is a ComfyUI server.")
-        return data
-
-    def upload_image(self, path: Path, *, overwrite: bool = False) -> str:
+    def upload_image(self, path: Path) -> str:
         """Upload ``path`` into the server's input folder; return the name it was stored as."""
         boundary = uuid.uuid4().hex
         mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
@@ -100,8 +85,7 @@ class ComfyClient:
             (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{path.name}"\r\n'
              f"Content-Type: {mime}\r\n\r\n").encode() + path.read_bytes() + b"\r\n",
             f'--{boundary}\r\nContent-Disposition: form-data; name="type"\r\n\r\ninput\r\n'.encode(),
-            f'--{boundary}\r\nContent-Disposition: form-data; name="overwrite"\r\n\r\n'
-            f"{'true' if overwrite else 'false'}\r\n".encode(),
+            f'--{boundary}\r\nContent-Disposition: form-data; name="overwrite"\r\n\r\nfalse\r\n'.encode(),
             f"--{boundary}--\r\n".encode(),
         ]
         status, raw = self._request("POST", "/upload/image", b"".join(parts),
@@ -239,22 +223,20 @@ class ComfyClient:
         return entry
 
     def run(self, workflow: dict, *, output_dir: Path, extra_pnginfo: dict | None = None,
-            on_progress: ProgressCallback | None = None) -> ServerRun:
+            on_progress: ProgressCallback | None = None) -> RunResult:
         """Submit, follow and download; interrupts the server's run on Ctrl-C."""
-        started = time.perf_counter()
         prompt_id = self.queue(workflow, extra_pnginfo=extra_pnginfo)
         try:
             entry = self.wait(prompt_id, workflow, on_progress=on_progress)
         except KeyboardInterrupt:
             self.cancel(prompt_id)
             raise
-        result = ServerRun(prompt_id=prompt_id, outputs=entry.get("outputs") or {})
-        for node_id, ui in result.outputs.items():
+        result = RunResult(prompt_id=prompt_id, ui=entry.get("outputs") or {})
+        for node_id, ui in result.ui.items():
             items = [i for values in ui.values() if isinstance(values, list) for i in values
                      if isinstance(i, dict) and "filename" in i and i.get("type", "output") == "output"]
             if items:
                 result.files[node_id] = [self.download(i, output_dir) for i in items]
-        result.seconds = time.perf_counter() - started
         return result
 
 

@@ -26,7 +26,7 @@ from .errors import Interrupted
 log = logging.getLogger("refvideo")
 
 _interrupt = threading.Event()
-_settings: dict[str, Path | None] = {"comfyui_dir": None, "output_dir": None, "input_dir": None}
+_settings: dict[str, Path | None] = {"comfyui_dir": None, "output_dir": None}
 _progress_listeners: list[Callable[[str, int, int], None]] = []
 _progress_enabled = True
 
@@ -66,12 +66,10 @@ def configure(
     *,
     comfyui_dir: str | os.PathLike | None = None,
     output_dir: str | os.PathLike | None = None,
-    input_dir: str | os.PathLike | None = None,
 ) -> None:
     """Standalone only: use a ComfyUI install's data locations and/or explicit folders."""
     _settings["comfyui_dir"] = Path(comfyui_dir).expanduser().resolve() if comfyui_dir else None
     _settings["output_dir"] = Path(output_dir).expanduser().resolve() if output_dir else None
-    _settings["input_dir"] = Path(input_dir).expanduser().resolve() if input_dir else None
 
 
 def settings() -> dict[str, Path | None]:
@@ -140,8 +138,6 @@ def input_dir() -> Path:
     fp = _comfy("folder_paths")
     if fp is not None:
         return Path(fp.get_input_directory())
-    if _settings["input_dir"]:
-        return _settings["input_dir"]
     if _comfyui_dir():
         return _comfyui_dir() / "input"
     return home() / "input"
@@ -307,10 +303,7 @@ def current_execution() -> ExecutionContext:
     ctx = _context.get()
     if ctx.prompt_id is not None:
         return ctx
-    try:
-        utils = importlib.import_module("comfy_execution.utils") if in_comfyui() else None
-    except ImportError:
-        utils = None
+    utils = _comfy("comfy_execution.utils")
     getter = getattr(utils, "get_executing_context", None) if utils else None
     if getter is not None:
         comfy_ctx = getter()

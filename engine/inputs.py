@@ -28,14 +28,22 @@ def stored_name(folder: Path, source: Path) -> tuple[str, bool]:
     return candidate, False
 
 
-def bring_inputs(files: list[str], folder: Path) -> dict[str, str]:
-    """Copy each file into ``folder``; return ``{original name: stored name}``."""
-    renamed: dict[str, str] = {}
+def input_files(files: list[str]) -> list[Path]:
+    """The ``--input`` files as paths, refusing any that is not a readable file."""
+    paths = []
     for item in files:
         source = Path(item).expanduser()
         if not source.is_file():
             raise InputError(f"'{item}' is not a readable file.", input="--input",
                              fix="Give the path of an image file to bring into the run.")
+        paths.append(source)
+    return paths
+
+
+def bring_inputs(files: list[str], folder: Path) -> dict[str, str]:
+    """Copy each file into ``folder``; return ``{original name: stored name}``."""
+    renamed: dict[str, str] = {}
+    for source in input_files(files):
         folder.mkdir(parents=True, exist_ok=True)
         name, present = stored_name(folder, source)
         if not present:

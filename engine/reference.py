@@ -56,6 +56,3 @@ class ReferenceSet:
 
     def with_role(self, *roles: str) -> list[Reference]:
         return [r for r in self.references if r.role in roles]
-
-    def describe(self) -> list[dict]:
-        return [r.describe() for r in self.references]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import Any
 from . import host
 from .errors import InputError, RefVideoError
 from .paths import API_WORKFLOWS_DIR, WORKFLOWS_DIR, is_within
-from .schema import InputSpec, coerce, hidden_inputs, input_specs, types_match, validator_inputs
+from .schema import InputSpec, NodeSchema, coerce, node_schema, parse_text_value, types_match
 
 Workflow = dict[str, dict[str, Any]]
 
@@ -86,7 +85,6 @@ class RunResult:
     prompt_id: str
     ui: dict[str, dict[str, list]] = field(default_factory=dict)
     files: dict[str, list[Path]] = field(default_factory=dict)
-    seconds: float = 0.0
 
 
 # --------------------------------------------------------------------------- loading
@@ -145,8 +143,19 @@ def _unknown_class_problem(node_id: str, class_type: Any, classes: Mapping[str, 
     return Problem("unknown_class", msg, node_id, str(class_type))
 
 
-def validate(workflow: Workflow, classes: Mapping[str, type]) -> list[Problem]:
+Schemas = dict[type, NodeSchema]
+
+
+def _schema(cls: type, schemas: Schemas) -> NodeSchema:
+    """``cls``'s schema, read once per validation or run."""
+    if cls not in schemas:
+        schemas[cls] = node_schema(cls)
+    return schemas[cls]
+
+
+def validate(workflow: Workflow, classes: Mapping[str, type], schemas: Schemas | None = None) -> list[Problem]:
     """Every problem in ``workflow`` against the node ``classes`` (empty list: it can run)."""
+    schemas = {} if schemas is None else schemas
     problems: list[Problem] = []
     known: dict[str, type] = {}
     for node_id, node in workflow.items():
@@ -163,7 +172,7 @@ def validate(workflow: Workflow, classes: Mapping[str, type]) -> list[Problem]:
         known[node_id] = cls
 
     for node_id, cls in known.items():
-        problems.extend(_validate_node(node_id, workflow[node_id], cls, workflow, known))
+        problems.extend(_validate_node(node_id, workflow[node_id], _schema(cls, schemas), cls, workflow, known))
 
     problems.extend(_cycle_problems(workflow, known))
     if not any(getattr(cls, "OUTPUT_NODE", False) for cls in known.values()) and not problems:
@@ -172,11 +181,12 @@ def validate(workflow: Workflow, classes: Mapping[str, type]) -> list[Problem]:
     return problems
 
 
-def _validate_node(node_id: str, node: dict, cls: type, workflow: Workflow, known: dict[str, type]) -> list[Problem]:
+def _validate_node(node_id: str, node: dict, schema: NodeSchema, cls: type, workflow: Workflow,
+                   known: dict[str, type]) -> list[Problem]:
     class_type = node["class_type"]
-    specs = input_specs(cls)
+    specs = schema.inputs
     inputs = node.get("inputs", {})
-    skip_checks = validator_inputs(cls)
+    skip_checks = schema.self_checked
     problems: list[Problem] = []
 
     def problem(kind: str, name: str | None, message: str) -> None:
@@ -241,7 +251,7 @@ def _check_link(node_id: str, class_type: str, spec: InputSpec, link: list, work
                         f"({workflow[source]['class_type']}), which has outputs 0-{len(outputs) - 1}.",
                         node_id, class_type, spec.name)]
     out_type = outputs[slot]
-    in_type = "COMBO" if spec.type == "COMBO" else spec.type
+    in_type = spec.type
     if in_type == "COMBO" and out_type in ("COMBO", "*"):
         return []
     if not types_match(out_type, in_type):
@@ -306,14 +316,13 @@ def execute(
     *,
     extra_pnginfo: dict | None = None,
     on_node: Callable[[str, str], None] | None = None,
-    prompt_id: str | None = None,
 ) -> RunResult:
     """Validate, then run ``workflow``; raise :class:`WorkflowInvalid` or :class:`NodeFailed`."""
-    problems = validate(workflow, classes)
+    schemas: Schemas = {}
+    problems = validate(workflow, classes, schemas)
     if problems:
         raise WorkflowInvalid(problems)
-    result = RunResult(prompt_id=prompt_id or str(uuid.uuid4()))
-    started = time.perf_counter()
+    result = RunResult(prompt_id=str(uuid.uuid4()))
     values: dict[str, list[list]] = {}
     for node_id in execution_order(workflow, classes):
         host.check_interrupt()
@@ -321,7 +330,7 @@ def execute(
         cls = classes[node["class_type"]]
         if on_node is not None:
             on_node(node_id, node["class_type"])
-        args = _node_arguments(node_id, node, cls, values, workflow, extra_pnginfo)
+        args = _node_arguments(node_id, node, _schema(cls, schemas), values, workflow, extra_pnginfo)
         with host.executing(result.prompt_id, node_id):
             try:
                 outputs, ui = _call_node(cls, args)
@@ -335,14 +344,13 @@ def execute(
             files = files_in_ui(ui)
             if files:
                 result.files[node_id] = files
-    result.seconds = time.perf_counter() - started
     return result
 
 
-def _node_arguments(node_id: str, node: dict, cls: type, values: dict[str, list[list]], workflow: Workflow,
-                    extra_pnginfo: dict | None) -> dict[str, list]:
+def _node_arguments(node_id: str, node: dict, schema: NodeSchema, values: dict[str, list[list]],
+                    workflow: Workflow, extra_pnginfo: dict | None) -> dict[str, list]:
     """Each input as a list of values (ComfyUI's batch-of-calls form)."""
-    specs = input_specs(cls)
+    specs = schema.inputs
     args: dict[str, list] = {}
     for name, value in node.get("inputs", {}).items():
         spec = specs.get(name)
@@ -351,8 +359,8 @@ def _node_arguments(node_id: str, node: dict, cls: type, values: dict[str, list[
         if _is_link(value):
             args[name] = values[str(value[0])][value[1]]
         else:
-            args[name] = [value if name in validator_inputs(cls) else coerce(spec, value)[0]]
-    for name, kind in hidden_inputs(cls).items():
+            args[name] = [value if name in schema.self_checked else coerce(spec, value)[0]]
+    for name, kind in schema.hidden.items():
         if kind == "PROMPT":
             args[name] = [workflow]
         elif kind == "EXTRA_PNGINFO":
@@ -412,8 +420,6 @@ def files_in_ui(ui: Mapping[str, list]) -> list[Path]:
 
 def apply_overrides(workflow: Workflow, overrides: list[str], classes: Mapping[str, type]) -> list[Problem]:
     """Apply ``NODE.INPUT=VALUE`` overrides, parsing each value to the input's type."""
-    from .schema import parse_text_value
-
     problems: list[Problem] = []
     for item in overrides:
         target, sep, text = item.partition("=")
@@ -428,7 +434,7 @@ def apply_overrides(workflow: Workflow, overrides: list[str], classes: Mapping[s
                                     f"(its nodes: {', '.join(sorted(workflow, key=_id_key))}).", node_id))
             continue
         cls = classes.get(node.get("class_type"))
-        specs = input_specs(cls) if cls is not None else {}
+        specs = node_schema(cls).inputs if cls is not None else {}
         spec = specs.get(name)
         if spec is None:
             problems.append(Problem("bad_override", f"--set names input '{name}', which "

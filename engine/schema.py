@@ -38,18 +38,28 @@ class InputSpec:
         return None
 
 
-def input_specs(node_class: type) -> dict[str, InputSpec]:
-    """The required and optional inputs of ``node_class`` in declaration order."""
+@dataclass
+class NodeSchema:
+    """One node class's inputs, read once: ``INPUT_TYPES`` may scan folders, so callers keep this."""
+
+    inputs: dict[str, InputSpec]
+    hidden: dict[str, str]
+    self_checked: set[str]  # inputs VALIDATE_INPUTS checks instead of ComfyUI
+
+
+def node_schema(node_class: type) -> NodeSchema:
+    """Read ``node_class.INPUT_TYPES()`` once into a :class:`NodeSchema`."""
     declared = node_class.INPUT_TYPES()
     specs: dict[str, InputSpec] = {}
     for section in ("required", "optional"):
         for name, entry in (declared.get(section) or {}).items():
             specs[name] = parse_entry(name, entry, required=section == "required")
-    return specs
+    return NodeSchema(specs, dict(declared.get("hidden") or {}), _validator_inputs(node_class, specs))
 
 
-def hidden_inputs(node_class: type) -> dict[str, str]:
-    return dict(node_class.INPUT_TYPES().get("hidden") or {})
+def input_specs(node_class: type) -> dict[str, InputSpec]:
+    """The required and optional inputs of ``node_class`` in declaration order."""
+    return node_schema(node_class).inputs
 
 
 def parse_entry(name: str, entry: Any, *, required: bool) -> InputSpec:
@@ -143,12 +153,16 @@ def parse_text_value(spec: InputSpec, text: str) -> Any:
 
 def validator_inputs(node_class: type) -> set[str]:
     """Inputs named by ``VALIDATE_INPUTS`` (ComfyUI then skips its own checks for them)."""
+    return node_schema(node_class).self_checked
+
+
+def _validator_inputs(node_class: type, specs: dict[str, InputSpec]) -> set[str]:
     fn = getattr(node_class, "VALIDATE_INPUTS", None)
     if fn is None:
         return set()
     params = inspect.signature(fn).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return set(input_specs(node_class))
+        return set(specs)
     return {n for n in params if n not in ("cls", "self", "input_types")}
 
 

@@ -8,7 +8,7 @@ request always maps to a stated render plan that the generation info reports.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from .errors import InputError
 
@@ -74,9 +74,6 @@ class RenderPlan:
         return {"width": self.width, "height": self.height, "render_width": self.render_width,
                 "render_height": self.render_height, "frames": self.frames, "fps": self.fps,
                 "seconds": round(self.seconds, 4), "strategy": self.strategy}
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def delivered_size(resolution: str, aspect: str = DEFAULT_ASPECT) -> tuple[int, int]:

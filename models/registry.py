@@ -98,9 +98,9 @@ def list_models() -> list[str]:
     return [*BUILTIN, *discover()]
 
 
-def match_targets() -> list[str]:
-    """Choices for ``match_frames_of``: ``auto`` (Wan timing) and every non-previz model."""
-    return [AUTO_TARGET, *[m for m in list_models() if m != PREVIZ]]
+def match_targets(models: list[str] | None = None) -> list[str]:
+    """Choices for ``match_frames_of``: ``auto`` (Wan timing) and every non-previz model of ``models``."""
+    return [AUTO_TARGET, *[m for m in (list_models() if models is None else models) if m != PREVIZ]]
 
 
 def list_loras() -> list[str]:

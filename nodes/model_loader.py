@@ -26,9 +26,10 @@ class RefVideoModelLoader:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
+        models = registry.list_models()  # one scan of the model folders per schema request
         return {
             "required": {
-                "model": (registry.list_models(), {
+                "model": (models, {
                     "tooltip": "previz: animatic of the references (CPU, seconds). tiny-random: random weights, for "
                                "tests. Others: diffusers folders found in models/diffusers (see docs/models.md)."}),
             },
@@ -62,7 +63,7 @@ class RefVideoModelLoader:
                 "hd_strategy": (list(HD_STRATEGIES), {"default": "auto",
                                 "tooltip": "1080p: 'crop' renders 1920x1088 and crops; 'upscale' renders 720p and "
                                            "upscales. auto: crop for 720p-native models (14B), upscale otherwise."}),
-                "match_frames_of": (registry.match_targets(), {"default": registry.AUTO_TARGET,
+                "match_frames_of": (registry.match_targets(models), {"default": registry.AUTO_TARGET,
                                     "tooltip": "previz only: plan the animatic with this model's fps and frame "
                                                "count so it lines up frame for frame as its control video. auto = "
                                                "Wan (16 fps, 4k+1 frames)."}),

@@ -73,16 +73,22 @@ def error_payload(errors: list[dict]) -> dict:
     return {"ok": False, "errors": errors}
 
 
-def _report(args: argparse.Namespace, exc: BaseException, code: int) -> int:
+def error_entries(exc: BaseException) -> list[dict]:
+    """The ``errors`` list of the ``--json`` output for ``exc``: node, input, type, message each."""
+    problems = getattr(exc, "problems", None)
+    if problems is not None:  # a WorkflowInvalid: every problem at once
+        return [p.to_dict() for p in problems]
     if isinstance(exc, RefVideoError):
-        entry = exc.to_dict()
-        entry.setdefault("node", None)
-    else:
-        entry = {"node": None, "input": None, "type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
+        return [{"node": None, **exc.to_dict()}]
+    return [{"node": None, "input": None, "type": type(exc).__name__, "message": str(exc) or type(exc).__name__}]
+
+
+def _report(args: argparse.Namespace, exc: BaseException, code: int) -> int:
+    entries = error_entries(exc)
     if getattr(args, "json", False):
-        print(json.dumps(error_payload([entry]), indent=2, default=str))
+        print(json.dumps(error_payload(entries), indent=2, default=str))
     else:
-        print(f"refvideo: error: {entry['message']}", file=sys.stderr)
+        print(f"refvideo: error: {exc}", file=sys.stderr)
     return code
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import host
-from ..errors import InputError, Interrupted, RefVideoError
+from ..errors import Interrupted, RefVideoError
 from ..paths import API_WORKFLOWS_DIR
-from ..runner import NodeFailed, RunResult, WorkflowInvalid, apply_overrides, execute, load_workflow, validate
-from ..schema import object_info
-from .main import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, emit
+from ..runner import RunResult, WorkflowInvalid, apply_overrides, execute, load_workflow
+from ..schema import object_info, parse_entry
+from .main import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, emit, error_entries
 
 DEMO_WORKFLOW = API_WORKFLOWS_DIR / "demo_shot.json"
 
@@ -92,26 +92,20 @@ def run_workflow(path: Path, *, overrides: list[str], inputs: list[str], output_
     for node_id, name, stored in point_inputs_at(workflow, renamed):
         print(f"refvideo: node {node_id} input '{name}' now reads '{stored}' (a different file of the same "
               "name was already in the input folder)", file=sys.stderr)
-    problems = validate(workflow, classes)
-    if problems and load_errors:
-        problems[0].message += f" (some RefVideo nodes failed to load: {'; '.join(load_errors)})"
-    if problems:
-        raise WorkflowInvalid(problems)
-    return execute(workflow, classes, extra_pnginfo=extra, on_node=None if quiet else _print_node)
+    try:
+        return execute(workflow, classes, extra_pnginfo=extra, on_node=None if quiet else _print_node)
+    except WorkflowInvalid as exc:
+        if load_errors:
+            exc.problems[0].message += f" (some RefVideo nodes failed to load: {'; '.join(load_errors)})"
+        raise
 
 
 def _run_on_server(server: str, workflow: dict, inputs: list[str], extra: dict | None, quiet: bool) -> RunResult:
     from ..comfy_client import ComfyClient
-    from ..inputs import point_inputs_at
+    from ..inputs import input_files, point_inputs_at
 
     client = ComfyClient(server)
-    renamed = {}
-    for item in inputs:
-        source = Path(item).expanduser()
-        if not source.is_file():
-            raise InputError(f"'{item}' is not a readable file.", input="--input",
-                             fix="Give the path of an image file to upload.")
-        renamed[source.name] = client.upload_image(source)
+    renamed = {source.name: client.upload_image(source) for source in input_files(inputs)}
     point_inputs_at(workflow, renamed)
     bars: dict[str, Any] = {}
 
@@ -131,21 +125,10 @@ def _run_on_server(server: str, workflow: dict, inputs: list[str], extra: dict |
         bar.refresh()
 
     try:
-        done = client.run(workflow, output_dir=host.output_dir(), extra_pnginfo=extra, on_progress=progress)
+        return client.run(workflow, output_dir=host.output_dir(), extra_pnginfo=extra, on_progress=progress)
     finally:
         for bar in bars.values():
             bar.close()
-    return RunResult(prompt_id=done.prompt_id, ui=done.outputs, files=done.files, seconds=done.seconds)
-
-
-def _errors_of(exc: BaseException) -> list[dict]:
-    if isinstance(exc, WorkflowInvalid):
-        return [p.to_dict() for p in exc.problems]
-    if isinstance(exc, (NodeFailed, RefVideoError)):
-        entry = exc.to_dict()
-        entry.setdefault("node", None)
-        return [entry]
-    return [{"node": None, "input": None, "type": type(exc).__name__, "message": str(exc) or type(exc).__name__}]
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -157,12 +140,8 @@ def run_command(args: argparse.Namespace) -> int:
         return _fail(args, Interrupted(str(exc) if isinstance(exc, Interrupted) else "Interrupted by the user."),
                      EXIT_INTERRUPTED, started)
     except RefVideoError as exc:
-        if isinstance(exc, NodeFailed) and host.is_interrupt(exc.error):
-            return _fail(args, exc.error, EXIT_INTERRUPTED, started)
         return _fail(args, exc, exc.exit_code, started)
-    except Exception as exc:
-        if host.is_interrupt(exc):
-            return _fail(args, exc, EXIT_INTERRUPTED, started)
+    except Exception as exc:  # a bug or an environment problem: reported in the same shape, exit 1
         return _fail(args, exc, EXIT_FAILED, started)
     files = [str(p) for paths in result.files.values() for p in paths]
     emit(args, _run_payload(True, result.files, time.perf_counter() - started, []),
@@ -171,7 +150,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _fail(args: argparse.Namespace, exc: BaseException, code: int, started: float) -> int:
-    errors = _errors_of(exc)
+    errors = error_entries(exc)
     if args.json:
         emit(args, _run_payload(False, {}, time.perf_counter() - started, errors))
     else:
@@ -201,9 +180,9 @@ def nodes_command(args: argparse.Namespace) -> int:
     for node_id, entry in info.items():
         lines.append(f"{node_id}  ({entry['display_name']}){'  [output node]' if entry['output_node'] else ''}")
         for section in ("required", "optional"):
-            for name, spec in entry["input"].get(section, {}).items():
-                kind = "COMBO" if isinstance(spec[0], list) else spec[0]
-                lines.append(f"    {name}: {kind}{'' if section == 'required' else ' (optional)'}")
+            for name, declared in entry["input"].get(section, {}).items():
+                spec = parse_entry(name, declared, required=section == "required")
+                lines.append(f"    {name}: {spec.type}{'' if spec.required else ' (optional)'}")
         outs = ", ".join(f"{n}: {t}" for n, t in zip(entry["output_name"], entry["output"]))
         lines.append(f"    -> {outs or 'nothing'}")
     for error in load_errors:
