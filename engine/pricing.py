@@ -9,6 +9,7 @@ factor``, rounded up to a whole credit, where ``base`` is the per-clip price or,
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -136,14 +137,27 @@ def _table(data: dict, source: str) -> PriceTable:
     return PriceTable(mode=data["mode"], max_amount=limit, source=source, **numbers, **mappings)
 
 
+@functools.lru_cache(maxsize=1)
+def _defaults() -> dict:
+    """The built-in prices, read once: they change only with RefVideo itself (never mutate the result)."""
+    return read_json(DEFAULT_PRICING, what="default pricing", fix="Reinstall RefVideo.")
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin_table() -> PriceTable:
+    return _table(_defaults(), "built-in")
+
+
 def load_pricing(override: str | Path | None = None) -> PriceTable:
-    """The defaults merged with ``override`` (default: :func:`override_path`, when that file exists)."""
+    """The defaults merged with ``override`` (default: :func:`override_path`, when that file exists).
+
+    The override file is read on every call, so an edit applies to the next clip without a restart.
+    """
     fix = "Fix the JSON or remove the file to use the default prices."
-    defaults = read_json(DEFAULT_PRICING, what="default pricing", fix="Reinstall RefVideo.")
     path = Path(override) if override is not None else override_path()
     if override is None and not path.is_file():
-        return _table(defaults, "built-in")
-    data = _merged(defaults, read_json(path, what="pricing", fix=fix), str(path))
+        return _builtin_table()
+    data = _merged(_defaults(), read_json(path, what="pricing", fix=fix), str(path))
     return _table(data, str(path))
 
 
