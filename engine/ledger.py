@@ -135,7 +135,13 @@ def _read_text(path: str) -> str | None:
         return None
 
 
-_BOOT_ID = (_read_text("/proc/sys/kernel/random/boot_id") or "").strip()
+@functools.lru_cache(maxsize=1)
+def _boot_id() -> str:
+    """This boot's id on Linux, "" where it cannot be read: with a start tick it names one process."""
+    try:
+        return (_read_text("/proc/sys/kernel/random/boot_id") or "").strip()
+    except OSError:
+        return ""
 
 
 def _linux_start(pid: int) -> str | None:
@@ -145,7 +151,7 @@ def _linux_start(pid: int) -> str | None:
     fields = stat[stat.rindex(")") + 2:].split()
     if fields[0] in ("Z", "X"):  # exited, waiting to be reaped
         return None
-    return f"{_BOOT_ID}:{fields[19]}"
+    return f"{_boot_id()}:{fields[19]}"
 
 
 def _windows_start(pid: int) -> str | None:
@@ -196,7 +202,7 @@ def _posix_start(pid: int) -> str | None:
 
 def process_start(pid: int) -> str | None:
     """A token for when process ``pid`` started: None when it is not running, "" when unknowable."""
-    if sys.platform.startswith("linux") and _BOOT_ID:
+    if sys.platform.startswith("linux") and _boot_id():
         return _linux_start(pid)
     if sys.platform == "win32":
         return _windows_start(pid)
