@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import InputError
@@ -75,7 +76,7 @@ def topup_command(args: argparse.Namespace) -> int:
 
 
 def _row(entry: Entry) -> str:
-    when = entry.to_dict()["time"][:19].replace("T", " ")
+    when = datetime.fromtimestamp(entry.time, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     metering = ""
     if entry.kind == "charge":
         metering = f"  wall {entry.wall_seconds:.1f} s"
@@ -92,8 +93,10 @@ def _row(entry: Entry) -> str:
 def history_command(args: argparse.Namespace) -> int:
     limit = _whole(args.limit, input="--limit", lowest=0) or None
     entries = shared_ledger().history(args.account, limit=limit)
-    text = "\n".join(_row(e) for e in entries) or f"Account '{args.account}' has no entries yet."
-    emit(args, {"account": args.account, "entries": [e.to_dict() for e in entries]}, text)
+    if args.json:
+        emit(args, {"account": args.account, "entries": [e.to_dict() for e in entries]})
+    else:
+        emit(args, None, "\n".join(_row(e) for e in entries) or f"Account '{args.account}' has no entries yet.")
     return EXIT_OK
 
 
