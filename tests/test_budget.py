@@ -29,10 +29,10 @@ def test_a_new_account_has_nothing_and_previz_needs_nothing():
 
 
 def test_a_plan_over_the_cap_is_refused_before_the_balance_is_read():
-    shared_ledger().topup("default", 10_000)
-    with pytest.raises(BudgetRefused) as info:
+    with pytest.raises(BudgetRefused) as info:  # the account is empty too: the cap must be what refuses
         plan_budget(resolution="720p", seconds=5, clips=2, cap=1000)
     assert info.value.input == "budget_cap" and "1680" in str(info.value)
+    shared_ledger().topup("default", 10_000)
     assert plan_budget(resolution="720p", seconds=5, clips=2, cap=0).cap is None  # 0: no cap
     for bad in (-1, 1.5, float("nan")):
         with pytest.raises(InputError) as info:

@@ -8,7 +8,6 @@ import math
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 from refvideo.engine import host
@@ -228,8 +227,17 @@ def test_export_writes_every_entry_and_defuses_formulas(tmp_path):
     assert not list(tmp_path.glob(".*partial*"))
 
 
-def test_a_reservation_reopened_in_a_new_process_is_still_open_while_its_owner_lives():
+def test_a_hold_whose_owner_process_ended_is_released_on_the_next_open_and_a_live_owners_stays():
     ledger = Ledger()
-    ledger.reserve("default", 0, reason="clip")
-    time.sleep(0.01)
-    assert len(Ledger().open_reservations()) == 1
+    ledger.topup("default", 1000)
+    mine = ledger.reserve("default", 600, reason="clip")
+    crashed = ("import sys; from refvideo.engine.ledger import Ledger; "
+               "Ledger(sys.argv[1]).reserve('default', 300, reason='clip of a process that ends without committing')")
+    subprocess.run([sys.executable, "-c", crashed, str(ledger.path)], check=True)
+    assert ledger.balance().held == 900  # held until a ledger is opened
+    reopened = Ledger()
+    assert reopened.balance().held == 600
+    released = [e for e in reopened.history() if e.kind == "release"]
+    assert len(released) == 1 and released[0].held == -300 and "ended before committing" in released[0].reason
+    assert [r["id"] for r in reopened.open_reservations()] == [mine.id]  # this process lives: its hold stays
+    assert_consistent(reopened)
