@@ -187,25 +187,16 @@ class EncodeResult:
     def seconds(self) -> float:
         return self.frames / self.fps
 
-    def to_dict(self) -> dict:
-        return {"path": str(self.path), "format": self.format, "mime": self.mime, "frames": self.frames,
-                "width": self.width, "height": self.height, "fps": self.fps, "seconds": round(self.seconds, 4),
-                "audio_seconds": self.audio_seconds, "audio_sample_rate": self.audio_sample_rate,
-                "warnings": list(self.warnings)}
-
 
 # --------------------------------------------------------------------------- input checks
 
 
 @dataclass(frozen=True)
 class _Clip:
-    """The checked video side of a request."""
+    """The checked video side of a request (the frame size is read from the first frame)."""
 
     frames: Any
     count: int
-    height: int
-    width: int
-    channels: int
     fps: float
 
 
@@ -251,10 +242,7 @@ def frame_shape(frames: Any, *, input_name: str = "frames", frame_count: int | N
 
 def _check_clip(frames: Any, fps: Any, frame_count: int | None) -> _Clip:
     rate = check_fps(fps)
-    shape = frame_shape(frames, frame_count=frame_count)
-    if len(shape) == 1:  # an iterator: the size is read from its first frame
-        return _Clip(frames, shape[0], 0, 0, 0, rate)
-    return _Clip(frames, shape[0], shape[1], shape[2], shape[3], rate)
+    return _Clip(frames, frame_shape(frames, frame_count=frame_count)[0], rate)
 
 
 def check_settings(format: str, crf: Any, speed: str, audio_fit: str = FIT_AUDIO) -> FormatPreset:
