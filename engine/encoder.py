@@ -585,7 +585,6 @@ def encode_video(
     try:
         with staging as tmp:
             result = _encode_into(tmp, clip, count, preset, int(crf), speed, track, metadata, warnings, progress)
-            _usual_permissions(tmp)
     except BaseException as exc:
         failure = _failure(exc, target, preset)
         if failure is exc:
@@ -698,16 +697,6 @@ def _encode_into(tmp: Path, clip: _Clip, count: int, preset: FormatPreset, crf: 
         audio_seconds=round(track.seconds, 6) if track is not None else None,
         audio_sample_rate=preset.audio.rate_for(track.rate) if track is not None else None, warnings=warnings,
     )
-
-
-def _usual_permissions(path: Path) -> None:
-    """Temporary files are private (0600); give the finished output the user's usual permissions."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
-    if path.is_dir():
-        for child in path.iterdir():
-            os.chmod(child, 0o666 & ~mask)
 
 
 def _close_quietly(container: Any) -> None:
