@@ -455,7 +455,8 @@ def _render(job: Job, backend: Any) -> Any:
 
 
 def check_output(frames: Any, plan: RenderPlan) -> np.ndarray:
-    """The backend's frames, refused when the shape is wrong or any value is NaN or infinite."""
+    """The backend's frames clipped to 0..1 in place (a clip is large: no second copy), refused when the
+    shape is wrong or any value is NaN or infinite."""
     array = np.asarray(frames, dtype=np.float32)
     expected = (plan.frames, plan.height, plan.width, 3)
     if array.shape != expected:
@@ -464,7 +465,9 @@ def check_output(frames: Any, plan: RenderPlan) -> np.ndarray:
     if not np.isfinite(array).all():
         raise GenerationError("the model produced NaN or infinite values instead of a clip.",
                               fix="fp16 can overflow with video models: set dtype to bf16 or fp32 in the loader.")
-    return np.clip(array, 0.0, 1.0)
+    if not array.flags.writeable:
+        array = array.copy()
+    return np.clip(array, 0.0, 1.0, out=array)
 
 
 def _release(reservation: Any, exc: BaseException) -> None:

@@ -109,6 +109,16 @@ def test_a_previz_animatic_steers_the_model_frame_for_frame():
     assert (result.info["first_frames"], result.info["control_video"]) == (4, 21)
 
 
+def test_first_frames_and_control_video_reach_the_model():
+    plain = generate(inputs(guidance=1.0)).frames
+    control = np.random.default_rng(3).random((21, 144, 144, 3), dtype=np.float32)
+    first = np.random.default_rng(4).random((4, 144, 144, 3), dtype=np.float32)
+    steered = generate(inputs(guidance=1.0, control_video=control)).frames
+    continued = generate(inputs(guidance=1.0, first_frames=first)).frames
+    assert np.abs(steered - plain).mean() > 1e-3  # same seed: only the control video differs
+    assert np.abs(continued - plain).mean() > 1e-3  # same seed: only the first frames differ
+
+
 def test_a_whole_previous_clip_continues_from_its_last_frames():
     previous = np.random.default_rng(3).random((21, 144, 144, 3), dtype=np.float32)
     job = prepare(inputs(first_frames=previous))
@@ -221,6 +231,15 @@ def test_nan_frames_are_an_error_not_a_clip():
         check_output(frames, plan)
     with pytest.raises(GenerationError, match="shaped"):
         check_output(frames[:20], plan)
+
+
+def test_output_is_clipped_to_0_1_even_when_read_only():
+    plan = plan_render("144p", "1:1", 5, fps=4, rule=WAN_FRAMES)
+    frames = np.linspace(-0.5, 1.5, 21 * 144 * 144 * 3, dtype=np.float32).reshape(21, 144, 144, 3)
+    frames.flags.writeable = False
+    out = check_output(frames, plan)
+    assert out.dtype == np.float32 and out.min() == 0.0 and out.max() == 1.0
+    assert frames.min() == -0.5  # a read-only input is copied, never written
 
 
 def test_sampler_node_returns_image_fps_and_json_info():
