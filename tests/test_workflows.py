@@ -26,7 +26,7 @@ from refvideo.nodes import NODE_CLASS_MAPPINGS
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = PACK_ROOT / "workflows"
-SHIPPED = ("single_shot", "continuity_three_shots", "shot_with_audio", "shot_1080p", "reference_sheet",
+SHIPPED = ("demo_shot", "single_shot", "continuity_three_shots", "shot_with_audio", "shot_1080p", "reference_sheet",
            "previz_to_diffusion")
 ALL = tuple(sorted(p.stem for p in WORKFLOWS.glob("*.json")))
 UI_ONLY = ("Note", "MarkdownNote")
@@ -172,8 +172,9 @@ def test_each_workflow_runs_on_a_fresh_install_and_says_which_model_to_use_on_a_
         if "tiny-random" in node.get("widgets_values", [])[:1]:
             assert "PLACEHOLDER" in node["title"], "tiny-random is labelled as a placeholder"
     [note] = [n["widgets_values"][0] for n in ui["nodes"] if n["type"] == "Note"]
+    headless = "refvideo demo" if stem == "demo_shot" else f"workflows/api/{stem}.json"
     for words in ("Wan2.1-VACE-1.3B-diffusers", "480p", "Wan2.1-VACE-14B-diffusers", "720p",
-                  "ComfyUI/models/diffusers/", f"workflows/api/{stem}.json"):
+                  "ComfyUI/models/diffusers/", headless):
         assert words in note, (stem, words)
 
 
