@@ -54,11 +54,13 @@ def mask_sha256(mask: np.ndarray) -> str:
     return pixels_sha256(np.repeat(np.asarray(mask, dtype=np.float32)[..., None], 3, axis=-1))
 
 
-def _entry(ref: Reference, image_file: str, mask_file: str, background: str) -> dict:
+def _entry(ref: Reference, background: str) -> dict:
+    """The manifest entry of ``ref``: the hashes of the pixels and matte as saved (what loading checks)
+    and the file names made from them."""
+    image_hash, mask_hash = pixels_sha256(ref.image), mask_sha256(ref.mask)
     return {"role": ref.role, "label": ref.label, "source": ref.source, "size": [ref.width, ref.height],
-            "background": background,
-            "sha256": ref.sha256 or pixels_sha256(ref.image), "mask_sha256": mask_sha256(ref.mask),
-            "image": image_file, "mask": mask_file}
+            "background": background, "sha256": image_hash, "mask_sha256": mask_hash,
+            "image": f"image-{image_hash[:16]}.png", "mask": f"mask-{mask_hash[:16]}.png"}
 
 
 def _same_content(manifest: dict, entries: list[dict]) -> bool:
@@ -78,8 +80,7 @@ def save_set(refset: ReferenceSet, name: str, *, overwrite: bool = False, backgr
     folder = set_folder(name, input_name=input_name)
     cleaned = folder.name
     modes = backgrounds or ["off"] * len(refset)
-    entries = [_entry(ref, f"image-{pixels_sha256(ref.image)[:16]}.png", f"mask-{mask_sha256(ref.mask)[:16]}.png",
-                      mode) for ref, mode in zip(refset, modes)]
+    entries = [_entry(ref, mode) for ref, mode in zip(refset, modes)]
     manifest_path = folder / MANIFEST
 
     def read_previous() -> dict:

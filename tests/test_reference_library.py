@@ -53,6 +53,15 @@ def test_save_then_load_reproduces_identical_arrays():
     assert list_sets() == ["Mara"]
 
 
+def test_a_reference_with_a_stale_hash_is_saved_under_its_real_pixel_hash():
+    ref = make_set().references[1]
+    stale = Reference(ref.image, ref.mask, ref.role, ref.label, "0" * 64, ref.source)
+    save_set(ReferenceSet((stale,)), "Stale")
+    [entry] = set_manifest("Stale")["references"]
+    assert entry["sha256"] == pixels_sha256(ref.image) and entry["image"] == f"image-{entry['sha256'][:16]}.png"
+    assert np.array_equal(load_set("Stale").references[0].image, ref.image)
+
+
 def test_saving_never_overwrites_without_permission():
     save_set(make_set(), "Shot A")
     assert save_set(make_set(), "Shot A") == (host.sets_dir() / "Shot A", "unchanged")
