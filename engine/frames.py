@@ -8,7 +8,9 @@ fresh machine) the same values travel as numpy arrays, which every RefVideo node
 
 from __future__ import annotations
 
+import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -89,3 +91,26 @@ def audio_to_numpy(audio: Any, *, input_name: str = "audio") -> tuple[np.ndarray
 def numpy_to_audio(samples: np.ndarray, sample_rate: int) -> dict:
     """ComfyUI AUDIO from ``[C, T]`` samples."""
     return {"waveform": to_tensor(samples[None].astype(np.float32)), "sample_rate": int(sample_rate)}
+
+
+def resize_frames(frames: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Frames ``[F, H, W, C]`` as float32 ``[F, height, width, 3]`` in 0..1: bicubic, antialiased when shrinking.
+
+    Each channel is resized as a Pillow float image (no torch needed), frames in parallel threads
+    (Pillow releases the GIL while resampling). Frames already at the size are returned as they are.
+    """
+    from PIL import Image
+
+    frames = np.asarray(frames, dtype=np.float32)[..., :3]
+    if frames.shape[1:3] == (height, width):
+        return frames
+    out = np.empty((len(frames), height, width, 3), dtype=np.float32)
+
+    def resize(i: int) -> None:
+        for c in range(3):
+            plane = Image.fromarray(np.ascontiguousarray(frames[i, ..., c]), mode="F")
+            out[i, ..., c] = np.asarray(plane.resize((width, height), Image.BICUBIC))
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(frames), os.cpu_count() or 1))) as pool:
+        list(pool.map(resize, range(len(frames))))
+    return np.clip(out, 0.0, 1.0, out=out)

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import host
 from .errors import GenerationError, InputError, RefVideoError
-from .frames import image_batch
+from .frames import image_batch, resize_frames
 from .paths import pack_version
 from .prompting import ComposedPrompt, compose_prompt
 from .reference import MAX_REFERENCES, ROLES, Reference, ReferenceSet
@@ -295,20 +295,8 @@ def check_frames_input(value: Any, plan: RenderPlan, name: str) -> np.ndarray | 
     if not np.isfinite(frames).all():
         raise InputError("contains NaN or infinite values.", input=name, fix="Check the node that made them.")
     if (w, h) != (plan.width, plan.height):
-        frames = _resize(frames, plan.width, plan.height)
+        frames = resize_frames(frames, plan.width, plan.height)
     return np.ascontiguousarray(np.clip(frames, 0.0, 1.0), dtype=np.float32)
-
-
-def _resize(frames: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Bicubic resize of float frames, channel by channel (PIL float images; no torch needed)."""
-    from PIL import Image
-
-    out = np.empty((len(frames), height, width, 3), dtype=np.float32)
-    for i, frame in enumerate(frames):
-        for c in range(3):
-            img = Image.fromarray(np.ascontiguousarray(frame[..., c], dtype=np.float32), mode="F")
-            out[i, ..., c] = np.asarray(img.resize((width, height), Image.BICUBIC))
-    return out
 
 
 def parse_camera(prompt: str, style: StyleDirection | None, refs: ReferenceSet) -> Any:

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..engine import host
 from ..engine.errors import GenerationError
+from ..engine.frames import resize_frames
 from ..engine.memory_plan import ArchFacts
 from ..engine.reference import Reference
 from ..engine.sizes import UPSCALE_1080, RenderPlan
@@ -297,18 +298,6 @@ def conditioning(plan: RenderPlan, first_frames: np.ndarray | None,
         mask[:k] = 0.0
     to_pil = lambda a, mode: Image.fromarray(np.round(np.clip(a, 0, 1) * 255).astype(np.uint8), mode)  # noqa: E731
     return [to_pil(f, "RGB") for f in video], [to_pil(m, "L").convert("RGB") for m in mask]
-
-
-def resize_frames(frames: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Frames ``[F, H, W, 3]`` resized (bicubic, antialiased) to ``width`` x ``height``."""
-    frames = np.asarray(frames, dtype=np.float32)[..., :3]
-    if frames.shape[1:3] == (height, width):
-        return frames
-    torch = loading.torch_module()
-    tensor = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-    out = torch.nn.functional.interpolate(tensor, size=(height, width), mode="bicubic", antialias=True,
-                                          align_corners=False)
-    return out.clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
 
 def deliver(frames: np.ndarray, plan: RenderPlan) -> np.ndarray:
