@@ -16,14 +16,12 @@ timed camera path.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
-VOCABULARY_PATH = Path(__file__).resolve().parent / "data" / "camera_vocabulary.json"
+from .storage import read_data
 
 # Categories of phrases, in the order that wins between matches of equal length.
 CATEGORIES = ("unsupported", "head", "framing", "angle", "sequence", "easing", "speed", "intensifier", "clause")
@@ -171,7 +169,7 @@ class Vocabulary:
 @lru_cache(maxsize=1)
 def vocabulary() -> Vocabulary:
     """The bundled camera vocabulary (loaded once)."""
-    return Vocabulary(json.loads(VOCABULARY_PATH.read_text(encoding="utf-8")))
+    return Vocabulary(read_data("camera_vocabulary.json"))
 
 
 # --------------------------------------------------------------------------- reading

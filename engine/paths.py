@@ -14,6 +14,7 @@ from .errors import InputError
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES_DIR = PACK_ROOT / "samples"
+DATA_DIR = PACK_ROOT / "engine" / "data"  # the bundled JSON data files
 WORKFLOWS_DIR = PACK_ROOT / "workflows"
 API_WORKFLOWS_DIR = WORKFLOWS_DIR / "api"
 SAMPLES_PREFIX = "samples/"

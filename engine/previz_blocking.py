@@ -10,20 +10,15 @@ so every aspect ratio gets the same composition.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
 from .reference import Reference, ReferenceSet
+from .storage import read_data
 
-BLOCKING_PATH = Path(__file__).resolve().parent / "data" / "previz_blocking.json"
 
-
-@lru_cache(maxsize=1)
 def blocking_data() -> dict:
     """The bundled blocking and stage settings (loaded once)."""
-    return json.loads(BLOCKING_PATH.read_text(encoding="utf-8"))
+    return read_data("previz_blocking.json")
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,7 @@ regions of the matte), ``aspect`` (extreme ratios).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -23,8 +20,8 @@ from PIL import Image
 from .errors import InputError
 from .matting import border_band, downsample_matte, flat_background_key, label_components
 from .reference_images import to_uint8
+from .storage import read_data
 
-THRESHOLDS_FILE = Path(__file__).resolve().parent / "data" / "quality_thresholds.json"
 SEVERITIES = ("info", "warning", "error")
 CHECKS = ("blur", "noise", "compression", "resolution", "background", "cropped", "multiple_subjects", "aspect")
 SIDES = ("top", "bottom", "left", "right")
@@ -46,10 +43,9 @@ class Finding:
         return f"{self.severity} [{self.check}] {self.message} Fix: {self.fix}"
 
 
-@lru_cache(maxsize=1)
 def thresholds() -> dict:
     """The check thresholds, messages and role table (read once)."""
-    return json.loads(THRESHOLDS_FILE.read_text(encoding="utf-8"))
+    return read_data("quality_thresholds.json")
 
 
 def checks_for_role(role: str) -> list[str]:

@@ -15,10 +15,12 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError, StorageError
+from .paths import DATA_DIR
 
 MAX_NAME_LENGTH = 64
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.,()+\-]*$")
@@ -157,6 +159,12 @@ def read_json(path: str | os.PathLike, *, what: str, fix: str) -> Any:
             f"the {what} file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}).",
             fix=fix,
         ) from None
+
+
+@cache
+def read_data(name: str) -> Any:
+    """A JSON data file bundled in ``engine/data/`` (read once per process; do not modify the result)."""
+    return read_json(DATA_DIR / name, what="RefVideo data", fix="Reinstall RefVideo.")
 
 
 def unique_path(folder: str | os.PathLike, stem: str, extension: str) -> Path:

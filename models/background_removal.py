@@ -13,10 +13,8 @@ once per environment).
 
 from __future__ import annotations
 
-import json
 import os
 import threading
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +24,16 @@ from PIL import Image
 from ..engine import host
 from ..engine.errors import InputError, ModelNotFound, require
 from ..engine.reference_images import from_uint8, to_uint8
+from ..engine.storage import read_data
 
-CATALOGUE_FILE = Path(__file__).resolve().parent.parent / "engine" / "data" / "rembg_models.json"
 FEATURE = "Background removal with rembg"
 _sessions: dict[tuple[str, str, float], Any] = {}
 _lock = threading.Lock()
 
 
-@lru_cache(maxsize=1)
 def catalogue() -> dict:
     """The model table: name -> file, size, about, url; plus the default name."""
-    return json.loads(CATALOGUE_FILE.read_text(encoding="utf-8"))
+    return read_data("rembg_models.json")
 
 
 def model_names() -> list[str]:

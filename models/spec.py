@@ -8,15 +8,13 @@ plain data: reading them never imports torch.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, replace
-from functools import lru_cache
-from pathlib import Path
 
 from ..engine.errors import InputError
 from ..engine.memory_plan import ArchFacts
 from ..engine.sizes import RESOLUTIONS, WAN_FRAMES, FrameRule
+from ..engine.storage import read_data
 
 DTYPES: tuple[str, ...] = ("auto", "bf16", "fp16", "fp32")
 MEMORY_MODES: tuple[str, ...] = ("auto", "none", "model_offload", "group_offload", "sequential_offload")
@@ -100,13 +98,10 @@ class LoadOptions:
 
 # --------------------------------------------------------------------------- presets (data)
 
-_PRESETS_FILE = Path(__file__).resolve().parent.parent / "engine" / "data" / "presets.json"
 
-
-@lru_cache(maxsize=1)
 def presets_data() -> dict:
     """engine/data/presets.json: sampling presets, per-family defaults, attention backends."""
-    return json.loads(_PRESETS_FILE.read_text(encoding="utf-8"))
+    return read_data("presets.json")
 
 
 def preset_names() -> list[str]:

@@ -11,6 +11,7 @@ from refvideo.engine.paths import contained, is_within
 from refvideo.engine.storage import (
     atomic_path,
     atomic_write_json,
+    read_data,
     read_json,
     unique_path,
     validate_name,
@@ -105,3 +106,11 @@ def test_finished_files_get_the_users_usual_permissions(tmp_path):
     assert stat.S_IMODE((tmp_path / "skill.json").stat().st_mode) == 0o644  # not mkstemp's private 0600
     assert stat.S_IMODE((tmp_path / "frames").stat().st_mode) == 0o755
     assert stat.S_IMODE((tmp_path / "frames" / "f_0001.png").stat().st_mode) == 0o644
+
+
+def test_bundled_data_is_read_once_and_a_missing_file_says_reinstall():
+    presets = read_data("presets.json")
+    assert "default" in presets["presets"] and read_data("presets.json") is presets
+    with pytest.raises(StorageError, match="does not exist") as err:
+        read_data("no_such_table.json")
+    assert err.value.fix == "Reinstall RefVideo."
