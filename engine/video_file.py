@@ -13,9 +13,10 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -121,9 +122,11 @@ class VideoFile:
         return Fraction(1000, int(duration_ms)) if duration_ms else Fraction(16)
 
     def get_frame_count(self) -> int:
-        return int(np.shape(self._decode_frames())[0]) if (self._start or self._duration) else self._raw_frame_count()
+        window = self._window(self._raw_frame_count())
+        return max(0, window.stop - window.start)
 
-    def _raw_frame_count(self) -> int:
+    def _raw_frame_count(self, *, exact: bool = True) -> int:
+        """Frames in the whole file; with ``exact=False``, 0 where the container does not say (no decoding)."""
         if self.is_sequence:
             return len(self._sequence_files())
         if self._uses_pillow():
@@ -134,7 +137,7 @@ class VideoFile:
         av = require("av", "Reading video files")
         with av.open(str(self.path)) as container:
             stream = container.streams.video[0]
-            if stream.frames:
+            if stream.frames or not exact:
                 return int(stream.frames)
             return sum(1 for _ in container.decode(stream))
 
@@ -143,64 +146,73 @@ class VideoFile:
 
     # -- decoding
 
-    def _window(self, count: int) -> slice:
+    def _window(self, count: int | None = None) -> slice:
+        """The trimmed frames of a file of ``count`` frames (None: not known; the slice may end at None)."""
         rate = float(self.get_frame_rate())
         start = round(self._start * rate)
         stop = start + round(self._duration * rate) if self._duration else count
-        return slice(start, min(stop, count))
+        return slice(start, stop if count is None or stop is None else min(stop, count))
 
-    def _decode_frames(self) -> np.ndarray:
-        frames = self._decode_pillow() if self._uses_pillow() else self._decode_av()[0]
-        return frames[self._window(frames.shape[0])]
+    def _rgb_frames(self) -> Iterator[np.ndarray]:
+        """The trimmed clip's frames, one uint8 RGB ``[H, W, 3]`` array at a time."""
+        window = self._window()
+        frames = self._decode_rgb()
+        try:
+            yield from islice(frames, window.start, window.stop)
+        finally:
+            frames.close()
 
-    def _decode_pillow(self) -> np.ndarray:
-        from PIL import Image, ImageSequence
+    def _decode_rgb(self) -> Iterator[np.ndarray]:
+        if self._uses_pillow():
+            from PIL import Image, ImageSequence
 
-        if self.is_sequence:
-            images = [np.asarray(Image.open(p).convert("RGB")) for p in self._sequence_files()]
-        else:
+            if self.is_sequence:
+                for path in self._sequence_files():
+                    with Image.open(path) as image:
+                        yield np.asarray(image.convert("RGB"))
+                return
             with Image.open(self.path) as image:
-                images = [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(image)]
-        return np.stack(images).astype(np.float32) / 255.0
-
-    def _decode_av(self) -> tuple[np.ndarray, dict | None]:
+                for frame in ImageSequence.Iterator(image):
+                    yield np.asarray(frame.convert("RGB"))
+            return
         av = require("av", "Reading video files")
-        images: list[np.ndarray] = []
-        chunks: list[np.ndarray] = []
-        rate = 0
         with av.open(str(self.path)) as container:
             for frame in container.decode(video=0):
-                images.append(frame.to_ndarray(format="rgb24"))
+                yield frame.to_ndarray(format="rgb24")
+
+    def _audio(self, first: int, end: int) -> dict | None:
+        """The audio under frames ``first``..``end`` of the file (all of it when the clip is not trimmed)."""
+        if self._uses_pillow():
+            return None
+        av = require("av", "Reading video files")
+        chunks: list[np.ndarray] = []
         with av.open(str(self.path)) as container:
-            if container.streams.audio:
-                stream = container.streams.audio[0]
-                rate = stream.rate
-                resampler = av.AudioResampler(format="fltp")
-                for frame in container.decode(stream):
-                    for planar in resampler.resample(frame):
-                        chunks.append(planar.to_ndarray())
-        frames = np.stack(images).astype(np.float32) / 255.0
-        audio = None
-        if chunks:
-            samples = np.concatenate(chunks, axis=1).astype(np.float32)
-            audio = numpy_to_audio(samples, rate)
-        return frames, audio
+            if not container.streams.audio:
+                return None
+            stream = container.streams.audio[0]
+            rate = stream.rate
+            resampler = av.AudioResampler(format="fltp")
+            for frame in container.decode(stream):
+                for planar in resampler.resample(frame):
+                    chunks.append(planar.to_ndarray())
+        if not chunks:
+            return None
+        samples = np.concatenate(chunks, axis=1)
+        if self._start or self._duration:
+            fps = float(self.get_frame_rate())
+            samples = np.ascontiguousarray(samples[:, int(first / fps * rate):int(end / fps * rate)])
+        return numpy_to_audio(samples, rate)
 
     def get_components(self) -> VideoComponents:
         """Decode the whole clip: frames as a torch tensor (numpy without torch), audio, rate, metadata."""
         rate = self.get_frame_rate()
-        if self._uses_pillow():
-            frames, audio = self._decode_pillow(), None
-        else:
-            frames, audio = self._decode_av()
-        window = self._window(frames.shape[0])
-        frames = frames[window]
-        if audio is not None and (self._start or self._duration):
-            samples = np.asarray(audio["waveform"])[0]
-            sr = audio["sample_rate"]
-            begin = int(window.start / float(rate) * sr)
-            end = int(window.stop / float(rate) * sr)
-            audio = numpy_to_audio(np.ascontiguousarray(samples[:, begin:end]), sr)
+        window = self._window(self._raw_frame_count(exact=False) or None)
+        expected = window.stop - window.start if window.stop is not None else 64  # 64: a guess, grown if short
+        frames = _float_frames(self._rgb_frames(), expected)
+        if frames is None:
+            width, height = self.get_dimensions()
+            frames = np.empty((0, height, width, 3), np.float32)
+        audio = self._audio(window.start, window.start + frames.shape[0])
         return VideoComponents(to_tensor(frames), audio, rate, manifest.read_metadata(self.path))
 
     def as_trimmed(self, start_time: float = 0.0, duration: float = 0.0,
@@ -223,21 +235,20 @@ class VideoFile:
             raise InputError(f"a VIDEO can be saved as MP4 only, not '{format_name}'.", input="format",
                              fix="Choose format 'auto' or 'mp4'.")
         tags = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
-        if self._can_copy_streams(codec_name) and not isinstance(path, io.BytesIO):
+        in_memory = isinstance(path, io.BytesIO)
+        if self._can_copy_streams(codec_name) and not in_memory:
             self._copy_streams(Path(path), tags)
             return
-        components = self.get_components()
-        if isinstance(path, io.BytesIO):
-            tmp = Path(host.temp_dir()) / f"refvideo_video_{os.getpid()}_{id(path)}.mp4"
-            try:
-                encode_video(components.images, float(components.frame_rate), tmp, audio=components.audio,
-                             metadata=tags, format=DEFAULT_FORMAT)
-                path.write(tmp.read_bytes())
-            finally:
-                tmp.unlink(missing_ok=True)
-            return
-        encode_video(components.images, float(components.frame_rate), Path(path), audio=components.audio,
-                     metadata=tags, format=DEFAULT_FORMAT)
+        first, count = self._window().start, self.get_frame_count()
+        target = Path(host.temp_dir()) / f"refvideo_video_{os.getpid()}_{id(path)}.mp4" if in_memory else Path(path)
+        try:  # decoded frames stream into the encoder: the clip is never held whole in memory
+            encode_video(self._rgb_frames(), float(self.get_frame_rate()), target, frame_count=count,
+                         audio=self._audio(first, first + count), metadata=tags, format=DEFAULT_FORMAT)
+            if in_memory:
+                path.write(target.read_bytes())
+        finally:
+            if in_memory:
+                target.unlink(missing_ok=True)
 
     def _can_copy_streams(self, codec_name: str) -> bool:
         if self._start or self._duration or not copies_into_mp4(self.path):
@@ -265,6 +276,25 @@ class VideoFile:
                     continue
                 packet.stream = mapping[packet.stream]
                 output.mux(packet)
+
+
+def _float_frames(frames: Iterable[np.ndarray], expected: int) -> np.ndarray | None:
+    """uint8 frames as one float32 ``[F, H, W, C]`` array in 0..1 (None without frames).
+
+    The array is allocated once for ``expected`` frames and doubled only if more arrive.
+    """
+    out: np.ndarray | None = None
+    count = 0
+    for frame in frames:
+        if out is None:
+            out = np.empty((max(expected, 1), *frame.shape), np.float32)
+        elif count == out.shape[0]:
+            out = np.concatenate([out, np.empty_like(out)])
+        target = out[count]
+        target[...] = frame
+        target /= 255.0
+        count += 1
+    return None if out is None else out[:count]
 
 
 # --------------------------------------------------------------------------- saving into the output folder

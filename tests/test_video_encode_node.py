@@ -125,6 +125,11 @@ def test_a_video_object_can_be_saved_again_with_new_metadata(tmp_path):
         assert sum(1 for _ in container.decode(video=0)) == 9
     trimmed = video.as_trimmed(start_time=0.25, duration=0.25)
     assert trimmed.get_frame_count() == 4 and trimmed.get_components().images.shape[0] == 4
+    trimmed.save_to(tmp_path / "trimmed.mp4")  # re-encoded: the window's frames and audio only
+    with av.open(str(tmp_path / "trimmed.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 4
+        assert float(container.streams.audio[0].duration * container.streams.audio[0].time_base) == \
+            pytest.approx(0.25, abs=0.03)
     assert video.as_trimmed(start_time=0.5, duration=2.0) is None
 
 
