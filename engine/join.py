@@ -1,7 +1,7 @@
 """Join 2-6 clips into one sequence, with hard cuts or crossfades of N frames.
 
-Clips must share size, channels and frame rate; anything else is refused with the clip's
-input name and what to change. The result is written into one preallocated array, clip by
+Clips must share size, channels (single-channel clips are read as RGB) and frame rate;
+anything else is refused with the clip's input name and what to change. The result is written into one preallocated array, clip by
 clip, so memory is the output plus one frame of arithmetic.
 """
 
@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from .encoder import check_fps
 from .errors import InputError
-from .frames import to_numpy
+from .frames import image_batch
 
 MIN_CLIPS = 2
 MAX_CLIPS = 6
@@ -23,28 +24,18 @@ CROSSFADE = "crossfade"
 TRANSITIONS: tuple[str, ...] = (CUT, CROSSFADE)
 
 
-def _clip_array(value: Any, name: str) -> np.ndarray:
-    array = to_numpy(value)
-    if array.ndim == 3:
-        array = array[None]
-    if array.ndim != 4 or array.shape[0] < 1 or array.shape[-1] not in (1, 3, 4):
-        raise InputError(f"expects a clip shaped [frames, height, width, channels], got {tuple(array.shape)}.",
-                         input=name, fix="Connect an IMAGE output with at least one frame (e.g. a sampler's frames).")
-    return array
-
-
 def _check_fps(rates: Sequence[float | None], names: Sequence[str]) -> float:
-    base = rates[0]
-    if base is None or not base > 0:
-        raise InputError(f"{base!r} is not a frame rate.", input=names[0].replace("clip", "fps"),
-                         fix="Give the first clip's frame rate (the sampler's fps output).")
+    base = check_fps(rates[0], input_name=names[0].replace("clip", "fps"))
     for rate, name in zip(rates[1:], names[1:]):
-        if rate is not None and abs(rate - base) > FPS_TOLERANCE:
-            raise InputError(f"{name} runs at {rate:g} fps but clip_1 at {base:g} fps.",
-                             input=name.replace("clip", "fps"),
+        if rate is None:
+            continue
+        fps_input = name.replace("clip", "fps")
+        rate = check_fps(rate, input_name=fps_input)
+        if abs(rate - base) > FPS_TOLERANCE:
+            raise InputError(f"{name} runs at {rate:g} fps but clip_1 at {base:g} fps.", input=fps_input,
                              fix="Join clips rendered at one frame rate (render them with the same model), "
                              "or retime the clip first.")
-    return float(base)
+    return base
 
 
 def _check_overlap(arrays: Sequence[np.ndarray], names: Sequence[str], crossfade: int) -> None:
@@ -76,7 +67,7 @@ def join_clips(clips: Sequence[Any], fps: Sequence[float | None], *, transition:
     if blend < 0 or (transition == CROSSFADE and blend == 0):
         raise InputError(f"a crossfade needs at least 1 frame, got {crossfade_frames}.", input="crossfade_frames",
                          fix="Give 1 or more crossfade frames, or choose the 'cut' transition.")
-    arrays = [_clip_array(clip, name) for clip, name in zip(clips, names)]
+    arrays = [image_batch(clip, input_name=name) for clip, name in zip(clips, names)]
     first = arrays[0]
     for array, name in zip(arrays[1:], names[1:]):
         if array.shape[1:3] != first.shape[1:3]:

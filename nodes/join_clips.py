@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..engine.encoder import MAX_FPS
 from ..engine.frames import to_tensor
 from ..engine.join import CUT, MAX_CLIPS, TRANSITIONS, join_clips
 from .common import CATEGORY
@@ -22,13 +23,13 @@ class JoinClips:
         for i in range(3, MAX_CLIPS + 1):
             optional[f"clip_{i}"] = ("IMAGE", {"tooltip": _CLIP_TIP})
         for i in range(2, MAX_CLIPS + 1):
-            optional[f"fps_{i}"] = ("FLOAT", {"default": 0.0, "min": 0.0, "max": 240.0, "forceInput": True,
+            optional[f"fps_{i}"] = ("FLOAT", {"default": 0.0, "min": 0.0, "max": MAX_FPS, "forceInput": True,
                                               "tooltip": _FPS_TIP})
         return {
             "required": {
                 "clip_1": ("IMAGE", {"tooltip": _CLIP_TIP}),
                 "clip_2": ("IMAGE", {"tooltip": _CLIP_TIP}),
-                "fps_1": ("FLOAT", {"default": 16.0, "min": 1.0, "max": 240.0, "step": 0.001,
+                "fps_1": ("FLOAT", {"default": 16.0, "min": 1.0, "max": MAX_FPS, "step": 0.001,
                                     "tooltip": "The frame rate of clip_1, and of the joined sequence."}),
                 "transition": (list(TRANSITIONS), {"default": CUT,
                                                    "tooltip": "cut: clips follow each other; crossfade: each join "

@@ -50,8 +50,8 @@ def test_the_node_takes_tensors_skips_unconnected_clips_and_returns_fps():
     ([constant(0, 4)] * 2, [16.0], {"transition": "wipe"}, "transition", "'wipe' is not a transition"),
     ([constant(0, 4)] * 2, [16.0], {"transition": "crossfade", "crossfade_frames": 0}, "crossfade_frames",
      "at least 1 frame"),
-    ([np.zeros((8, 8)), constant(0, 2)], [16.0], {}, "clip_1", "expects a clip shaped"),
-    ([constant(0, 2)] * 2, [0.0], {}, "fps_1", "is not a frame rate"),
+    ([np.zeros((8, 8)), constant(0, 2)], [16.0], {}, "clip_1", "expects images shaped"),
+    ([constant(0, 2)] * 2, [0.0], {}, "fps_1", "frames per second is not usable"),
 ])
 def test_mismatches_are_refused_with_the_input_named(clips, fps, kwargs, input_name, message):
     with pytest.raises(InputError, match=message) as caught:
