@@ -107,9 +107,6 @@ class CameraState:
     shutter: float = 0.5
     aim: float | None = None
 
-    def as_dict(self) -> dict:
-        return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
-
 
 @dataclass(frozen=True)
 class ShotCamera:

@@ -12,7 +12,7 @@ at a time, streamed), ``sequential_offload`` (one layer at a time; slowest).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from .errors import InputError
 
@@ -53,9 +53,6 @@ class ArchFacts:
     @property
     def block_params(self) -> int:
         return max(self.transformer_params // max(self.blocks, 1), 1)
-
-    def describe(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from .matting import border_band, downsample_matte, flat_background_key, label_c
 from .reference_images import to_uint8
 from .storage import read_data
 
-SEVERITIES = ("info", "warning", "error")
 CHECKS = ("blur", "noise", "compression", "resolution", "background", "cropped", "multiple_subjects", "aspect")
 SIDES = ("top", "bottom", "left", "right")
 

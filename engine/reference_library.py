@@ -29,7 +29,6 @@ from .storage import atomic_path, atomic_write_json, read_json, validate_name
 KIND = "reference set"
 MANIFEST = "manifest.json"
 FORMAT = 1
-NONE = "none"
 
 
 def set_folder(name: str, *, input_name: str = "saved_set") -> Path:

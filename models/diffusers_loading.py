@@ -14,7 +14,6 @@ import importlib.util
 import logging
 import sys
 import threading
-import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,6 @@ class LoadedPipeline:
     attention: str
     compile: str
     loras: list[dict] = field(default_factory=list)
-    load_seconds: float = 0.0
     fingerprint: str = ""
     warnings: list[str] = field(default_factory=list)
     embeddings: dict = field(default_factory=dict)  # (prompt, negative) -> text embeddings, newest last
@@ -222,7 +220,6 @@ def from_folder(class_name: str, folder: Path, dtype: str) -> Any:
 
 def prepare(pipe: Any, options: LoadOptions, *, device: Any, dtype: str, lora: Path | None) -> LoadedPipeline:
     """Apply the load options to a pipeline: dtype, LoRA, attention, placement, tiling, compile."""
-    started = time.perf_counter()
     loaded = LoadedPipeline(pipe=pipe, device=device, dtype=dtype, memory_mode="none", attention="default",
                             compile="off")
     wanted = torch_dtype(dtype)
@@ -238,7 +235,6 @@ def prepare(pipe: Any, options: LoadOptions, *, device: Any, dtype: str, lora: P
         pipe.vae.enable_tiling()
     loaded.compile = apply_compile(pipe, options.compile, device)
     pipe.set_progress_bar_config(disable=True)
-    loaded.load_seconds = time.perf_counter() - started
     return loaded
 
 

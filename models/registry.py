@@ -177,10 +177,6 @@ class ModelHandle:
         assert fam is not None, self.family
         return fam.load(self)
 
-    def describe(self) -> dict:
-        return {"name": self.name, "folder": str(self.folder) if self.folder else None,
-                "options": self.options.describe(), "spec": self.spec.describe()}
-
 
 def _import_previz():
     try:

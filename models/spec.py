@@ -44,13 +44,6 @@ class ModelSpec:
     description: str = ""
     arch: ArchFacts | None = None
 
-    def describe(self) -> dict:
-        """The spec as JSON-ready data (for the loader's report and the generation info)."""
-        data = {k: v for k, v in asdict(self).items() if k not in ("frame_rule", "roles", "arch")}
-        data["frame_rule"] = f"{self.frame_rule.step}k+{self.frame_rule.offset}"
-        data["roles"] = sorted(self.roles)
-        return data
-
 
 @dataclass(frozen=True)
 class LoadOptions:

@@ -139,10 +139,8 @@ def load(handle: ModelHandle) -> WanVaceBackend:
     dtype = loading.resolve_dtype(options.dtype, device)
 
     def build() -> loading.LoadedPipeline:
-        started = time.perf_counter()
         pipe = loading.from_folder(PIPELINE_CLASS, handle.folder, dtype)
         loaded = loading.prepare(pipe, options, device=device, dtype=dtype, lora=handle.lora)
-        loaded.load_seconds = time.perf_counter() - started
         loaded.fingerprint = fingerprint(handle.folder)
         return loaded
 
