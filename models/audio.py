@@ -10,10 +10,8 @@ equal-power crossfades.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +23,9 @@ from ..engine import host
 from ..engine.errors import InputError, ModelNotFound, require
 from ..engine.manifest import parse_generation_info
 from ..engine.seeds import check_seed, derived_seed
+from ..engine.storage import read_json
 from . import model_folder
+from .diffusers_loading import PipelineCache
 
 log = logging.getLogger("refvideo")
 
@@ -117,8 +117,9 @@ def check_folder(folder: Path, name: str) -> None:
         raise ModelNotFound(f"the audio model folder {folder} is missing: {', '.join(missing)}.", input="model",
                             fix=f"A Stable Audio model folder holds {'; '.join(EXPECTED_FILES)}. {DOWNLOAD_HINT}")
     model_folder.validate(folder, name=name, supported=(PIPELINE_CLASS,), weight_components=WEIGHT_COMPONENTS)
-    scheduler = json.loads((folder / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
-    if scheduler.get("_class_name") == "CosineDPMSolverMultistepScheduler":
+    scheduler = read_json(folder / "scheduler" / "scheduler_config.json", what=f"audio model '{name}' scheduler",
+                          fix=f"Download the model folder again. {DOWNLOAD_HINT}")
+    if isinstance(scheduler, dict) and scheduler.get("_class_name") == "CosineDPMSolverMultistepScheduler":
         require("torchsde", f"the audio model '{name}' (its CosineDPMSolverMultistepScheduler)")
 
 
@@ -147,8 +148,7 @@ class AudioModel:
         return TINY_STEPS if self.placeholder else DEFAULT_STEPS
 
 
-_lock = threading.Lock()
-_loaded: dict[str, Any] = {"key": None, "model": None}
+_CACHE = PipelineCache()  # one audio model at a time, apart from the video model's cache
 
 
 def build_tiny_pipeline(seed: int = 0) -> Any:
@@ -204,14 +204,13 @@ def load(name: str) -> AudioModel:
         device = torch.device("cpu")
     else:
         device = host.torch_device()
-    key = (name, str(folder), str(device))
-    with _lock:
-        if _loaded["key"] != key:
-            _loaded["key"], _loaded["model"] = None, None
-            pipe = build_tiny_pipeline() if folder is None else _load_folder(folder, device)
-            pipe.set_progress_bar_config(disable=True)
-            _loaded["key"], _loaded["model"] = key, AudioModel(name, pipe, folder is None, device)
-        return _loaded["model"]
+    return _CACHE.get((name, str(folder), str(device)), lambda: _build(name, folder, device))
+
+
+def _build(name: str, folder: Path | None, device: Any) -> AudioModel:
+    pipe = build_tiny_pipeline() if folder is None else _load_folder(folder, device)
+    pipe.set_progress_bar_config(disable=True)
+    return AudioModel(name, pipe, folder is None, device)
 
 
 # --------------------------------------------------------------------------- generating

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from refvideo.engine import host
-from refvideo.engine.errors import InputError, Interrupted, ModelNotFound
+from refvideo.engine.errors import InputError, Interrupted, ModelNotFound, StorageError
 from refvideo.models import audio
 from refvideo.nodes.audio import RefVideoAudio
 
@@ -79,6 +79,15 @@ def test_missing_and_incomplete_models_name_the_folder_and_files(saved_tiny, ref
     with pytest.raises(ModelNotFound, match="is missing: vae/config.json, tokenizer/tokenizer.json") as caught:
         audio.generate("broken", "rain", 1.0, seed=0)
     assert str(target) in str(caught.value)
+
+
+def test_a_corrupt_scheduler_config_is_named_with_the_fix(saved_tiny, refvideo_home):
+    target = install(saved_tiny, refvideo_home, "corrupt")
+    config = target / "scheduler" / "scheduler_config.json"
+    config.write_text("{not json", encoding="utf-8")
+    with pytest.raises(StorageError, match="is not valid JSON") as caught:
+        audio.resolve("corrupt")
+    assert str(config) in str(caught.value) and "Download the model folder again" in caught.value.fix
 
 
 @pytest.mark.parametrize("name", ["/tmp", "../diffusers", "a/../../b"])
