@@ -11,7 +11,6 @@ from __future__ import annotations
 import string
 from typing import Any
 
-from ..engine import host
 from ..engine.memory_plan import ArchFacts
 from ..engine.sizes import WAN_FRAMES
 from . import diffusers_loading as loading
@@ -79,18 +78,6 @@ def fingerprint(pipe: Any) -> str:
 
 def load(handle: ModelHandle):
     """The tiny-random backend, built once per process and set of load options."""
-    from .wan_vace import WanVaceBackend
+    from .wan_vace import load_backend
 
-    options = handle.options
-    device = host.torch_device()
-    dtype = loading.resolve_dtype(options.dtype, device)
-
-    def build() -> loading.LoadedPipeline:
-        pipe = build_pipeline()
-        weights = fingerprint(pipe)
-        loaded = loading.prepare(pipe, options, device=device, dtype=dtype, lora=handle.lora)
-        loaded.fingerprint = weights
-        return loaded
-
-    loaded = loading.load_cached((TINY_RANDOM, dtype, options.load_key()), build)
-    return WanVaceBackend(loaded, SPEC, options)
+    return load_backend(handle, SPEC, (TINY_RANDOM,), lambda _dtype: build_pipeline(), fingerprint)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -134,18 +135,31 @@ def spec(name: str, folder: Path, index: dict) -> ModelSpec:
 
 def load(handle: ModelHandle) -> WanVaceBackend:
     """Load the folder (cached by folder + options) and return its backend."""
+    return load_backend(handle, handle.spec, ("diffusers", str(handle.folder)),
+                        lambda dtype: loading.from_folder(PIPELINE_CLASS, handle.folder, dtype),
+                        lambda _pipe: fingerprint(handle.folder))
+
+
+def load_backend(handle: ModelHandle, spec: ModelSpec, key: tuple, build_pipeline: Callable[[str], Any],
+                 weights_fingerprint: Callable[[Any], str]) -> WanVaceBackend:
+    """A backend on the pipeline cached under ``key`` + dtype + load options.
+
+    On a miss, ``build_pipeline(dtype)`` makes the pipeline, ``weights_fingerprint(pipe)`` names
+    its weights (taken before the load options, e.g. a fused LoRA, change them) and the options
+    are applied.
+    """
     options = handle.options
     device = host.torch_device()
     dtype = loading.resolve_dtype(options.dtype, device)
 
     def build() -> loading.LoadedPipeline:
-        pipe = loading.from_folder(PIPELINE_CLASS, handle.folder, dtype)
+        pipe = build_pipeline(dtype)
+        weights = weights_fingerprint(pipe)
         loaded = loading.prepare(pipe, options, device=device, dtype=dtype, lora=handle.lora)
-        loaded.fingerprint = fingerprint(handle.folder)
+        loaded.fingerprint = weights
         return loaded
 
-    key = ("diffusers", str(handle.folder), dtype, options.load_key())
-    return WanVaceBackend(loading.load_cached(key, build), handle.spec, options)
+    return WanVaceBackend(loading.load_cached((*key, dtype, options.load_key()), build), spec, options)
 
 
 # --------------------------------------------------------------------------- the backend
