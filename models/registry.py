@@ -7,7 +7,7 @@ every diffusers folder under the model folders (``host.model_dirs("diffusers")``
 
 Pipelines plug in with one module each: a module listed in :data:`FAMILY_MODULES` exposes
 ``FAMILY = PipelineFamily(...)`` naming the pipeline classes it runs, the components that
-carry weights, a ``spec(name, folder, index)`` function and a ``load(handle)`` function.
+carry weights, a ``spec(name, folder)`` function and a ``load(handle)`` function.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class PipelineFamily:
     name: str
     pipeline_classes: tuple[str, ...]
     weight_components: tuple[str, ...]
-    spec: Callable[[str, Path, dict], ModelSpec]
+    spec: Callable[[str, Path], ModelSpec]
     load: Callable[[ModelHandle], VideoBackend]
 
 
@@ -198,9 +198,7 @@ def _spec(name: str, folder: Path | None, family: str, match_frames_of: str) -> 
         return SPEC
     fam = family_for(family)
     assert fam is not None and folder is not None
-    from .model_folder import read_index
-
-    return fam.spec(name, folder, read_index(folder, name=name))
+    return fam.spec(name, folder)
 
 
 def _previz_spec(match_frames_of: str) -> ModelSpec:

@@ -118,7 +118,7 @@ def arch_facts(folder: Path) -> ArchFacts:
                   counts, largest)
 
 
-def spec(name: str, folder: Path, index: dict) -> ModelSpec:
+def spec(name: str, folder: Path) -> ModelSpec:
     """The facts of a Wan VACE folder: 16 fps, 4k+1 frames, 1.3B native at 480p, 14B at 720p."""
     facts = arch_facts(folder)
     big = facts.hidden >= BIG_MODEL_HIDDEN
