@@ -1,8 +1,8 @@
 """The interface every video backend implements (previz, tiny-random, diffusers pipelines).
 
-A backend declares its native fps, legal frame counts and sizes, and which reference roles it
-takes as image conditioning; RefVideoSampler plans the render with those facts, checks every
-input, and only then calls :meth:`VideoBackend.render`.
+A model's :class:`~models.spec.ModelSpec` declares its native fps, legal frame counts and sizes,
+and which reference roles it takes as image conditioning; RefVideoSampler plans the render with
+those facts, checks every input, and only then calls :meth:`VideoBackend.render`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.reference import ROLES, ReferenceSet
-from ..engine.sizes import ANY_FRAMES, FrameRule, RenderPlan, plan_render
+from ..engine.reference import ReferenceSet
+from ..engine.sizes import RenderPlan
 from ..engine.style import StyleDirection
 
 
@@ -48,20 +48,6 @@ class RenderResult:
 
 class VideoBackend(ABC):
     """One way of turning a checked request into frames."""
-
-    name: str = ""
-    fps: float = 16.0
-    frame_rule: FrameRule = ANY_FRAMES
-    size_multiple: int = 16
-    roles: frozenset[str] = frozenset(ROLES)
-    default_steps: int = 1
-    default_guidance: float = 1.0
-    needs_weights: bool = False
-
-    def plan(self, resolution: str, aspect: str, seconds: float, *, upscale_1080: bool = False) -> RenderPlan:
-        """The render plan for a request on this backend."""
-        return plan_render(resolution, aspect, seconds, fps=self.fps, rule=self.frame_rule,
-                           size_multiple=self.size_multiple, upscale_1080=upscale_1080)
 
     @abstractmethod
     def render(self, request: RenderRequest) -> RenderResult:

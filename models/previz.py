@@ -1,9 +1,10 @@
 """The ``previz`` backend: a 2.5D animatic of the shot, on CPU, in seconds, without weights.
 
 It runs through RefVideoSampler like a diffusion model (same inputs, same outputs), so a
-workflow switches between previz and a real model with one combo. Built with another
-model's fps and frame rule, its animatic lines up frame for frame with that model's clip
-and can be its control video. numpy and Pillow only: it runs where torch is not installed.
+workflow switches between previz and a real model with one combo. Planned with another
+model's fps and frame rule (``match_frames_of``), its animatic lines up frame for frame with
+that model's clip and can be its control video. numpy and Pillow only: it runs where torch
+is not installed.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import time
 
 from ..engine.camera import parse_shot, reference_targets
 from ..engine.previz_render import render_animatic
-from ..engine.reference import ROLES
-from ..engine.sizes import WAN_FRAMES, FrameRule
 from .backend import RenderRequest, RenderResult, VideoBackend
 
 
@@ -22,14 +21,6 @@ class PrevizBackend(VideoBackend):
 
     name = "previz"
     size_multiple = 2  # any even size: previz draws 1080p directly
-    roles = frozenset(ROLES)  # style references tint the grade
-    default_steps = 1
-    default_guidance = 1.0
-    needs_weights = False
-
-    def __init__(self, fps: float = 16.0, frame_rule: FrameRule = WAN_FRAMES) -> None:
-        self.fps = float(fps)
-        self.frame_rule = frame_rule
 
     def render(self, request: RenderRequest) -> RenderResult:
         """Draw ``request.plan.frames`` frames of the camera path over the reference layers.

@@ -168,7 +168,7 @@ class ModelHandle:
         """Load (or take from the cache) and return the backend that renders with this model."""
         if self.name == PREVIZ:
             previz = _import_previz()
-            return previz.PrevizBackend(fps=self.spec.fps, frame_rule=self.spec.frame_rule)
+            return previz.PrevizBackend()
         if self.name == TINY_RANDOM:
             from . import tiny_random
 

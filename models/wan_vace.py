@@ -168,26 +168,17 @@ def load_backend(handle: ModelHandle, spec: ModelSpec, key: tuple, build_pipelin
 class WanVaceBackend(VideoBackend):
     """Renders a checked request with a loaded ``WanVACEPipeline``."""
 
-    needs_weights = True
-
     def __init__(self, loaded: loading.LoadedPipeline, spec: ModelSpec, options: LoadOptions) -> None:
         self.loaded = loaded
         self.spec = spec
         self.options = options
-        self.name = spec.name
-        self.fps = spec.fps
-        self.frame_rule = spec.frame_rule
-        self.size_multiple = spec.size_multiple
-        self.roles = spec.roles
-        self.default_steps = spec.default_steps
-        self.default_guidance = spec.default_guidance
 
     def render(self, request: RenderRequest) -> RenderResult:
         """Steps: references -> conditioning video -> scheduler -> prompt embeddings -> denoise -> deliver."""
         torch = loading.torch_module()
         pipe, plan = self.loaded.pipe, request.plan
         width, height = plan.render_width, plan.render_height
-        refs = [reference_image(r, width, height) for r in request.references if r.role in self.roles]
+        refs = [reference_image(r, width, height) for r in request.references if r.role in self.spec.roles]
         video, mask = conditioning(plan, request.first_frames, request.control_video)
         scheduler = set_scheduler(pipe, self.options.preset, self.spec.family, plan.resolution)
         cfg = request.guidance > 1.0

@@ -2,7 +2,7 @@
 
 References are built in code: a textured blue-green environment (so shifts and sharpness
 can be measured), a red striped character (found by colour) and a green prop. Renders are
-small (256x144) and short (the backend is built with a low fps), so the file stays fast.
+small (256x144) and short (planned with a low fps), so the file stays fast.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import pytest
 
 from refvideo.engine.camera import parse_shot
 from refvideo.engine.reference import Reference, ReferenceSet
-from refvideo.engine.sizes import ANY_FRAMES, WAN_FRAMES
+from refvideo.engine.sizes import ANY_FRAMES, WAN_FRAMES, plan_render
 from refvideo.engine.style import StyleDirection
+from refvideo.models import registry
 from refvideo.models.backend import RenderRequest
 from refvideo.models.previz import PrevizBackend
 
@@ -66,8 +67,9 @@ SCENE = ReferenceSet((character(), environment(), prop()))
 def render(prompt: str, *, refs: ReferenceSet = SCENE, fps: float = 4.0, aspect: str = "16:9",
            resolution: str = "144p", seed: int = 0, style: StyleDirection | None = None, camera=None,
            first_frames=None, on_step=None, upscale: bool = False, rule=ANY_FRAMES):
-    backend = PrevizBackend(fps=fps, frame_rule=rule)
-    plan = backend.plan(resolution, aspect, 5.0, upscale_1080=upscale)
+    backend = PrevizBackend()
+    plan = plan_render(resolution, aspect, 5.0, fps=fps, rule=rule, size_multiple=backend.size_multiple,
+                       upscale_1080=upscale)
     request = RenderRequest(references=refs, prompt=prompt, composed_prompt=prompt, negative_prompt="", plan=plan,
                             seed=seed, steps=1, guidance=1.0, style=style, camera=camera,
                             first_frames=first_frames, on_step=on_step)
@@ -199,8 +201,9 @@ def test_every_aspect_renders_at_its_size(aspect, size):
 def test_1080p_upscaled_from_720p_and_wan_frame_counts():
     result = render("dolly in", fps=1.0, resolution="1080p", upscale=True)
     assert result.frames.shape == (5, 1080, 1920, 3)
-    wan = PrevizBackend()
-    assert wan.plan("720p", "16:9", 5.0).frames == 81 and wan.frame_rule == WAN_FRAMES
+    wan = registry.resolve("previz").spec  # previz is timed like Wan unless told otherwise
+    assert plan_render("720p", "16:9", 5.0, fps=wan.fps, rule=wan.frame_rule,
+                       size_multiple=wan.size_multiple).frames == 81 and wan.frame_rule == WAN_FRAMES
 
 
 def test_progress_is_reported_per_frame_and_an_interrupt_stops_the_render():
