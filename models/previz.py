@@ -20,7 +20,6 @@ class PrevizBackend(VideoBackend):
     """Reference layers + the parsed camera path -> animatic frames."""
 
     name = "previz"
-    size_multiple = 2  # any even size: previz draws 1080p directly
 
     def render(self, request: RenderRequest) -> RenderResult:
         """Draw ``request.plan.frames`` frames of the camera path over the reference layers.

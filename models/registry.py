@@ -35,6 +35,7 @@ TINY_RANDOM = "tiny-random"
 BUILTIN: tuple[str, ...] = (PREVIZ, TINY_RANDOM)
 FAMILY_MODULES: tuple[str, ...] = ("wan_vace",)
 AUTO_TARGET = "auto"  # previz planned like Wan: 16 fps, 4k+1 frames
+PREVIZ_SIZE_MULTIPLE = 2  # any even size: previz draws 1080p directly
 LORA_SUFFIX = ".safetensors"
 
 
@@ -208,12 +209,7 @@ def _previz_spec(match_frames_of: str) -> ModelSpec:
         target = resolve(match_frames_of, input_name="match_frames_of").spec
         fps, rule = target.fps, target.frame_rule
     defaults = family_defaults("previz")
-    size_multiple = 2
-    try:
-        size_multiple = int(getattr(_import_previz().PrevizBackend, "size_multiple", 2))
-    except ModelNotFound:
-        pass
-    return ModelSpec(name=PREVIZ, kind=PREVIZ, fps=fps, frame_rule=rule, size_multiple=size_multiple,
+    return ModelSpec(name=PREVIZ, kind=PREVIZ, fps=fps, frame_rule=rule, size_multiple=PREVIZ_SIZE_MULTIPLE,
                      roles=frozenset(ROLES), default_steps=defaults.get("default_steps", 1),
                      default_guidance=defaults.get("default_guidance", 1.0), native_resolution="1080p",
                      family="previz", needs_weights=False,

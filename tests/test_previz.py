@@ -68,7 +68,7 @@ def render(prompt: str, *, refs: ReferenceSet = SCENE, fps: float = 4.0, aspect:
            resolution: str = "144p", seed: int = 0, style: StyleDirection | None = None, camera=None,
            first_frames=None, on_step=None, upscale: bool = False, rule=ANY_FRAMES):
     backend = PrevizBackend()
-    plan = plan_render(resolution, aspect, 5.0, fps=fps, rule=rule, size_multiple=backend.size_multiple,
+    plan = plan_render(resolution, aspect, 5.0, fps=fps, rule=rule, size_multiple=registry.PREVIZ_SIZE_MULTIPLE,
                        upscale_1080=upscale)
     request = RenderRequest(references=refs, prompt=prompt, composed_prompt=prompt, negative_prompt="", plan=plan,
                             seed=seed, steps=1, guidance=1.0, style=style, camera=camera,
