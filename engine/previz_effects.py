@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from .reference import Reference
+from .reference_images import to_uint8
 
 
 def radius_level(radius: float) -> float:
@@ -70,8 +71,8 @@ def bleed_colours(rgb: np.ndarray, alpha: np.ndarray, radius: float) -> np.ndarr
     blur of the premultiplied image) and mixed in where the matte is not solid.
     """
     a = alpha[..., None].astype(np.float32)
-    premultiplied = Image.fromarray(np.clip(rgb * a * 255.0 + 0.5, 0, 255).astype(np.uint8))
-    weight = Image.fromarray(np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    premultiplied = Image.fromarray(to_uint8(rgb * a))
+    weight = Image.fromarray(to_uint8(alpha))
     spread = np.asarray(premultiplied.filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32)
     norm = np.asarray(weight.filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32)[..., None]
     subject_mean = (rgb * a).sum(axis=(0, 1)) / max(float(a.sum()), 1e-6)

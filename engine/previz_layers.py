@@ -19,6 +19,7 @@ from PIL import Image
 
 from .previz_effects import bleed_colours, gaussian_blur, radius_level
 from .reference import Reference
+from .reference_images import from_uint8, to_uint8
 
 
 @dataclass
@@ -80,7 +81,7 @@ def make_card(reference: Reference, height_px: float, pad_px: int, shadow: dict)
     canvas[pad_px:pad_px + height, pad_px:pad_px + width, 3] = alpha
     foot = (pad_px + width / 2.0, pad_px + height)
     _add_shadow(canvas, foot, float(shadow["width"]) * width, shadow_h, shadow)
-    image = Image.fromarray(np.clip(canvas * 255.0 + 0.5, 0, 255).astype(np.uint8), "RGBA")
+    image = Image.fromarray(to_uint8(canvas), "RGBA")
     return Sprite(image, foot, float(height))
 
 
@@ -100,8 +101,8 @@ def _add_shadow(canvas: np.ndarray, foot: tuple[float, float], width: float, hei
 
 def _resize_float(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize a float array in 0..1 (H x W or H x W x 3) with an antialiasing filter."""
-    image = Image.fromarray(np.clip(array * 255.0 + 0.5, 0, 255).astype(np.uint8))
-    return np.asarray(image.resize(size, Image.LANCZOS), dtype=np.float32) / 255.0
+    image = Image.fromarray(to_uint8(array))
+    return from_uint8(np.asarray(image.resize(size, Image.LANCZOS)))
 
 
 def make_plate(environment: Reference | None, rest_size: tuple[float, float], pixels_per_unit: float,
@@ -114,7 +115,7 @@ def make_plate(environment: Reference | None, rest_size: tuple[float, float], pi
     """
     rest_w, rest_h = rest_size
     if environment is not None:
-        image = Image.fromarray(np.clip(environment.image[..., :3] * 255.0 + 0.5, 0, 255).astype(np.uint8))
+        image = Image.fromarray(to_uint8(environment.image[..., :3]))
         image = _cover_crop(image, rest_w / rest_h)
         unit = min(pixels_per_unit, image.height / rest_h)
         size = (max(2, round(rest_w * unit)), max(2, round(rest_h * unit)))

@@ -30,6 +30,7 @@ from .previz_blocking import Blocking, Placement, block_scene, blocking_data
 from .previz_effects import grade_table, motion_blur, vignette
 from .previz_layers import Sprite, make_card, make_plate
 from .reference import ReferenceSet
+from .reference_images import from_uint8, to_uint8
 
 AIM_TARGET = 0.08  # where a framing puts its aim point: frame heights above the centre
 CROSSFADE_FRAMES = 8  # frames over which a continued shot blends into the animatic
@@ -153,8 +154,7 @@ def _continued(first_frames: np.ndarray | None, frames: int, size: tuple[int, in
         return np.zeros((0, size[1], size[0], 3), np.float32)
     given = np.asarray(first_frames, np.float32)[: max(frames - 1, 0), ..., :3]
     if given.shape[1:3] != (size[1], size[0]):
-        given = np.stack([np.asarray(_fit(Image.fromarray(np.clip(f * 255 + 0.5, 0, 255).astype(np.uint8)), size),
-                                     np.float32) / 255.0 for f in given])
+        given = np.stack([from_uint8(np.asarray(_fit(Image.fromarray(to_uint8(f)), size))) for f in given])
     return np.clip(given, 0.0, 1.0)
 
 
