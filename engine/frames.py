@@ -93,6 +93,14 @@ def numpy_to_audio(samples: np.ndarray, sample_rate: int) -> dict:
     return {"waveform": to_tensor(samples[None].astype(np.float32)), "sample_rate": int(sample_rate)}
 
 
+def fit_box(src_w: int, src_h: int, box_w: int, box_h: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """A ``src_w`` x ``src_h`` picture fitted (aspect kept) into a ``box_w`` x ``box_h`` box and centred:
+    its ``(width, height)`` there and the ``(left, top)`` offset."""
+    scale = min(box_w / src_w, box_h / src_h)
+    size = (max(1, round(src_w * scale)), max(1, round(src_h * scale)))
+    return size, ((box_w - size[0]) // 2, (box_h - size[1]) // 2)
+
+
 def resize_frames(frames: np.ndarray, width: int, height: int) -> np.ndarray:
     """Frames ``[F, H, W, C]`` as float32 ``[F, height, width, 3]`` in 0..1: bicubic, antialiased when shrinking.
 

@@ -19,6 +19,7 @@ from PIL import Image
 
 from . import host
 from .errors import InputError
+from .frames import fit_box
 from .library import optional_name, report_line
 from .matting import flat_background_key
 from .quality import Finding, check_reference
@@ -236,13 +237,11 @@ def preview_batch(refset: ReferenceSet) -> tuple[np.ndarray, np.ndarray]:
     masks = np.zeros((len(refset), height, width), dtype=np.float32)
     for i, ref in enumerate(refset):
         image, mask = ref.image, ref.mask
+        size, (left, top) = fit_box(ref.width, ref.height, width, height)
         if (ref.width, ref.height) != (width, height):
-            scale = min(width / ref.width, height / ref.height)
-            size = (max(1, round(ref.width * scale)), max(1, round(ref.height * scale)))
             image = from_uint8(np.asarray(Image.fromarray(to_uint8(image)).resize(size, Image.LANCZOS)))
             mask = from_uint8(np.asarray(Image.fromarray(to_uint8(mask)).resize(size, Image.BILINEAR)))
-        top, left = (height - image.shape[0]) // 2, (width - image.shape[1]) // 2
-        window = (i, slice(top, top + image.shape[0]), slice(left, left + image.shape[1]))
+        window = (i, slice(top, top + size[1]), slice(left, left + size[0]))
         images[window] = image * mask[..., None] + (1.0 - mask[..., None])
         masks[window] = mask
     return images, masks

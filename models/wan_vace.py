@@ -23,7 +23,7 @@ import numpy as np
 
 from ..engine import host
 from ..engine.errors import GenerationError
-from ..engine.frames import resize_frames
+from ..engine.frames import fit_box, resize_frames
 from ..engine.memory_plan import ArchFacts
 from ..engine.reference import Reference
 from ..engine.sizes import UPSCALE_1080, RenderPlan
@@ -266,10 +266,9 @@ def reference_image(ref: Reference, width: int, height: int) -> Any:
         top, bottom, left, right = box
         matted = matted[top:bottom, left:right]
     image = Image.fromarray(np.round(matted * 255).astype(np.uint8), "RGB")
-    scale = min(width / image.width, height / image.height)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    size, offset = fit_box(image.width, image.height, width, height)
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
-    canvas.paste(image.resize(size, Image.LANCZOS), ((width - size[0]) // 2, (height - size[1]) // 2))
+    canvas.paste(image.resize(size, Image.LANCZOS), offset)
     return canvas
 
 
