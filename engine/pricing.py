@@ -17,10 +17,11 @@ from typing import Any
 
 from . import host
 from .errors import InputError, StorageError
+from .paths import DATA_DIR
 from .sizes import RESOLUTIONS, check_duration
-from .storage import read_json
+from .storage import read_data, read_json
 
-DEFAULT_PRICING = Path(__file__).resolve().parent / "data" / "pricing.json"
+DEFAULT_PRICING = DATA_DIR / "pricing.json"
 MODES = ("per_clip", "per_second")
 MAX_CLIPS = 1000
 _MAPPINGS = ("resolution_multipliers", "model_factors")
@@ -138,14 +139,9 @@ def _table(data: dict, source: str) -> PriceTable:
 
 
 @functools.lru_cache(maxsize=1)
-def _defaults() -> dict:
-    """The built-in prices, read once: they change only with RefVideo itself (never mutate the result)."""
-    return read_json(DEFAULT_PRICING, what="default pricing", fix="Reinstall RefVideo.")
-
-
-@functools.lru_cache(maxsize=1)
 def _builtin_table() -> PriceTable:
-    return _table(_defaults(), "built-in")
+    """The built-in prices, read and checked once: they change only with RefVideo itself."""
+    return _table(read_data(DEFAULT_PRICING.name), "built-in")
 
 
 def load_pricing(override: str | Path | None = None) -> PriceTable:
@@ -157,7 +153,7 @@ def load_pricing(override: str | Path | None = None) -> PriceTable:
     path = Path(override) if override is not None else override_path()
     if override is None and not path.is_file():
         return _builtin_table()
-    data = _merged(_defaults(), read_json(path, what="pricing", fix=fix), str(path))
+    data = _merged(read_data(DEFAULT_PRICING.name), read_json(path, what="pricing", fix=fix), str(path))
     return _table(data, str(path))
 
 
