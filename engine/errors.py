@@ -85,6 +85,11 @@ class Interrupted(RuntimeError):
         super().__init__(message)
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """An accelerator out-of-memory error (torch raises a RuntimeError subclass saying so)."""
+    return "out of memory" in str(exc).lower()
+
+
 def require(module: str, feature: str, *, pip_name: str | None = None):
     """Import ``module`` or raise :class:`MissingDependency` naming the package to install."""
     import importlib

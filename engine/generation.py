@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import host
-from .errors import GenerationError, InputError, RefVideoError
+from .errors import GenerationError, InputError, RefVideoError, is_out_of_memory
 from .frames import image_batch, resize_frames
 from .paths import pack_version
 from .prompting import ComposedPrompt, compose_prompt
@@ -472,7 +472,7 @@ def _release(reservation: Any, exc: BaseException) -> None:
 
 def _as_generation_error(exc: BaseException) -> GenerationError:
     text = str(exc)
-    if "out of memory" in text.lower():
+    if is_out_of_memory(exc):
         return GenerationError(f"the GPU ran out of memory while rendering ({text.splitlines()[0]}).",
                                input="memory_mode", fix="Choose a leaner memory_mode in the loader "
                                "(model_offload, group_offload), turn vae_tiling on, or render a lower resolution.")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import host
-from ..engine.errors import GenerationError, InputError, MissingDependency, require
+from ..engine.errors import GenerationError, InputError, MissingDependency, is_out_of_memory, require
 from .spec import LoadOptions, presets_data
 
 log = logging.getLogger("refvideo")
@@ -249,7 +249,7 @@ def apply_lora(pipe: Any, path: Path, strength: float) -> dict:
         pipe.fuse_lora(components=["transformer"], lora_scale=float(strength), adapter_names=[ADAPTER])
         pipe.unload_lora_weights()
     except (ValueError, KeyError, RuntimeError) as exc:
-        if _out_of_memory(exc):
+        if is_out_of_memory(exc):  # never reported as a bad LoRA
             raise
         raise InputError(f"the LoRA {path.name} does not fit this model ({exc}).", input="lora",
                          fix="Choose a LoRA made for this model (same architecture and size).") from exc
@@ -271,18 +271,13 @@ def apply_attention(pipe: Any, choice: str, device: Any) -> str:
         try:
             comp.set_attention_backend(backend)
         except (RuntimeError, ImportError) as exc:
-            if _out_of_memory(exc):
+            if is_out_of_memory(exc):  # never reported as a missing package
                 raise
             raise MissingDependency(_attention_package(backend), f"The '{choice}' attention backend") from exc
         except ValueError as exc:
             raise InputError(f"attention backend '{choice}' is not available here ({exc}).", input="attention",
                              fix="Choose 'auto' or 'sdpa'.") from exc
     return backend
-
-
-def _out_of_memory(exc: BaseException) -> bool:
-    """A CUDA out-of-memory error (a RuntimeError subclass): never reported as a bad LoRA or a missing package."""
-    return "out of memory" in str(exc).lower()
 
 
 def _auto_attention(device: Any) -> str | None:
