@@ -93,12 +93,13 @@ def label_components(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, sizes
 
 
-def downsample_matte(matte: np.ndarray, max_side: int) -> np.ndarray:
-    """A matte shrunk (box filter) so its longer side is at most ``max_side``."""
-    h, w = matte.shape
+def downsample(array: np.ndarray, max_side: int) -> np.ndarray:
+    """A matte ``[H, W]`` or an RGB image ``[H, W, 3]`` shrunk (8-bit box filter) so its longer side is at
+    most ``max_side``; float32 0..1."""
+    h, w = array.shape[:2]
     scale = max_side / max(h, w)
     if scale >= 1:
-        return np.asarray(matte, dtype=np.float32)
+        return np.asarray(array, dtype=np.float32)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = Image.fromarray(to_uint8(matte)).resize(size, Image.BOX)
+    small = Image.fromarray(to_uint8(array)).resize(size, Image.BOX)
     return from_uint8(np.asarray(small))

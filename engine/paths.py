@@ -30,17 +30,29 @@ def is_within(path: str | os.PathLike, root: str | os.PathLike) -> bool:
         return False
 
 
+def relative_parts(name: str) -> tuple[list[str], str | None]:
+    """``name`` split on ``/`` or ``\\`` (empty and ``.`` parts dropped), and why it is not a name
+    relative to a folder: ``"absolute"`` (a root, drive or UNC path), ``"escapes"`` (a ``..`` part or a
+    NUL character), or None when it is one."""
+    text = name.replace("\\", "/")
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    if os.path.isabs(name) or text.startswith("/") or (len(text) > 1 and text[1] == ":"):
+        return parts, "absolute"
+    if ".." in parts or "\x00" in text:
+        return parts, "escapes"
+    return parts, None
+
+
 def contained(root: str | os.PathLike, relative: str, *, input_name: str) -> Path:
     """Resolve ``relative`` under ``root`` or raise :class:`InputError` naming ``input_name``."""
     if not isinstance(relative, str) or not relative.strip():
         raise InputError("no file name was given.", input=input_name,
                          fix="Choose a file from the list.")
-    text = relative.replace("\\", "/")
-    parts = [p for p in text.split("/") if p not in ("", ".")]
-    if os.path.isabs(relative) or text.startswith("/") or (len(text) > 1 and text[1] == ":"):
+    parts, problem = relative_parts(relative)
+    if problem == "absolute":
         raise InputError(f"absolute paths are not allowed ('{relative}').", input=input_name,
                          fix=f"Put the file in {root} and give its name relative to that folder.")
-    if ".." in parts or "\x00" in text:
+    if problem == "escapes":
         raise InputError(f"'{relative}' tries to leave its folder.", input=input_name,
                          fix=f"Give a file inside {root}.")
     candidate = Path(root, *parts)

@@ -15,11 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from .errors import InputError
-from .matting import border_band, downsample_matte, flat_background_key, label_components
-from .reference_images import to_uint8
+from .matting import border_band, downsample, flat_background_key, label_components
 from .storage import read_data
 
 CHECKS = ("blur", "noise", "compression", "resolution", "background", "cropped", "multiple_subjects", "aspect")
@@ -166,7 +164,7 @@ def edge_contact(matte: np.ndarray, band_px: int) -> tuple[float, str]:
 
 def count_subjects(matte: np.ndarray, params: dict) -> int:
     """Separate subjects: matte regions at least a share of the largest and of the frame."""
-    small = downsample_matte(matte, int(params["component_max_side"])) > 0.5
+    small = downsample(matte, int(params["component_max_side"])) > 0.5
     _, sizes = label_components(small)
     if sizes.size == 0:
         return 0
@@ -179,13 +177,9 @@ def count_subjects(matte: np.ndarray, params: dict) -> int:
 
 def analysis_view(rgb: np.ndarray, matte: np.ndarray | None, max_side: int) -> tuple[np.ndarray, np.ndarray | None]:
     """The image (and matte) at most ``max_side`` px long, as the model would see it."""
-    h, w = rgb.shape[:2]
-    scale = max_side / max(h, w)
-    if scale >= 1:
+    if max(rgb.shape[:2]) <= max_side:
         return rgb, matte
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = np.asarray(Image.fromarray(to_uint8(rgb)).resize(size, Image.BOX), dtype=np.float32) / 255.0
-    return small, (None if matte is None else downsample_matte(matte, max(size)))
+    return downsample(rgb, max_side), (None if matte is None else downsample(matte, max_side))
 
 
 def measure(rgb: np.ndarray, *, matte: np.ndarray | None = None, wanted: list[str] | None = None) -> dict:

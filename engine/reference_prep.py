@@ -35,8 +35,8 @@ from .reference_images import (
     to_uint8,
 )
 from .reference_library import KIND as SET_KIND
-from .storage import file_sha256
 from .reference_library import load_set, save_set, set_fingerprint, set_manifest
+from .storage import file_sha256
 
 OFF, REMBG, FLAT = "off", "rembg", "flat background"
 BACKGROUND_MODES = (OFF, FLAT, REMBG)
@@ -124,7 +124,7 @@ def matte_for(loaded: LoadedImage, mode: str, rembg_model: str) -> np.ndarray:
 
         return remove_background(loaded.rgb, rembg_model)
     if loaded.alpha is not None:
-        return from_uint8(to_uint8(loaded.alpha))
+        return loaded.alpha  # read from 8 bits: already 8-bit-exact
     return np.ones(loaded.rgb.shape[:2], dtype=np.float32)
 
 

@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..engine.errors import InputError, ModelNotFound
+from ..engine.paths import relative_parts
 
 UNSAFE_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".msgpack", ".h5")
 _MAX_HEADER = 100 * 1024 * 1024
@@ -58,9 +59,8 @@ def entry_in(roots: list[Path], name: str, *, input_name: str, kind: str = "dir"
     ``name`` must be a relative name without ``..``; the entry itself may be a symbolic link
     placed in the model folder (so a model kept on another disk can be linked in).
     """
-    text = str(name).replace("\\", "/")
-    parts = [p for p in text.split("/") if p not in ("", ".")]
-    if not parts or os.path.isabs(text) or text.startswith("/") or ".." in parts or ":" in parts[0]:
+    parts, problem = relative_parts(str(name))
+    if problem or not parts or ":" in parts[0]:
         raise InputError(f"'{name}' is not a model name.", input=input_name,
                          fix="Choose an entry from the list (a folder or file inside a models folder).")
     for root in roots:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from refvideo.engine.matting import border_band, downsample_matte, flat_background_key, label_components
+from refvideo.engine.matting import border_band, downsample, flat_background_key, label_components
 from refvideo.engine.reference_images import from_uint8, to_uint8
 from synthetic_references import BACKDROP, as_float, blurred, busy_background, character, character_mask, jpeg, noised
 
@@ -87,7 +87,7 @@ def test_label_components_follows_a_long_snake():
 
 def test_downsample_matte_keeps_coverage():
     matte = character_mask()
-    small = downsample_matte(matte, 256)
+    small = downsample(matte, 256)
     assert max(small.shape) == 256
     assert abs(small.mean() - matte.mean()) < 0.01
-    assert downsample_matte(matte, 4096) is not None and downsample_matte(matte, 4096).shape == matte.shape
+    assert downsample(matte, 4096) is not None and downsample(matte, 4096).shape == matte.shape

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from refvideo.engine.errors import InputError, StorageError
-from refvideo.engine.paths import contained, is_within
+from refvideo.engine.paths import contained, is_within, relative_parts
 from refvideo.engine.storage import (
     atomic_path,
     atomic_write_json,
@@ -114,3 +114,11 @@ def test_bundled_data_is_read_once_and_a_missing_file_says_reinstall():
     with pytest.raises(StorageError, match="does not exist") as err:
         read_data("no_such_table.json")
     assert err.value.fix == "Reinstall RefVideo."
+
+
+def test_relative_parts_split_a_name_and_say_why_it_cannot_be_relative():
+    assert relative_parts("org\\model/./v1/") == (["org", "model", "v1"], None)
+    for name in ("/etc/passwd", "\\\\server\\share", "C:models", "c:\\models"):
+        assert relative_parts(name)[1] == "absolute", name
+    for name in ("a/../../b", "..", "a\x00b"):
+        assert relative_parts(name)[1] == "escapes", name
