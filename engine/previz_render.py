@@ -9,8 +9,8 @@ of field blurs each layer by its distance from the focus plane (rack focus moves
 plane), motion blur smears layers by how far they travel while the shutter is open (whip
 pans), and style references tint a per-clip grade.
 
-Frames are drawn with Pillow's resampling (an exact sub-pixel source box per layer) on as
-many threads as there are cores; Pillow releases the GIL while it works.
+Frames are drawn with Pillow's resampling (an exact sub-pixel source box per layer) on one
+thread per core, at most 4 (``workers`` overrides); Pillow releases the GIL while it works.
 """
 
 from __future__ import annotations
