@@ -98,14 +98,23 @@ def _comfyui_dir() -> Path | None:
     return _settings["comfyui_dir"]
 
 
-def library_dir() -> Path:
-    """Where named reference sets and style skills live (``sets/``, ``skills/``)."""
+def _location(inside: Callable[[Any], Any], install: str | None, standalone: str,
+              override: Path | None = None) -> Path:
+    """Inside ComfyUI ``inside(folder_paths)``; else ``override``, ``<ComfyUI install>/<install>``
+    (with :func:`configure`) or ``REFVIDEO_HOME/<standalone>``."""
     fp = _comfy("folder_paths")
     if fp is not None:
-        return Path(fp.get_user_directory()) / "refvideo"
-    if _comfyui_dir():
-        return _comfyui_dir() / "user" / "refvideo"
-    return home()
+        return Path(inside(fp))
+    if override is not None:
+        return override
+    if _comfyui_dir() and install is not None:
+        return _comfyui_dir() / install
+    return home() / standalone
+
+
+def library_dir() -> Path:
+    """Where named reference sets and style skills live (``sets/``, ``skills/``)."""
+    return _location(lambda fp: Path(fp.get_user_directory()) / "refvideo", "user/refvideo", "")
 
 
 def sets_dir() -> Path:
@@ -116,17 +125,14 @@ def skills_dir() -> Path:
     return library_dir() / "skills"
 
 
+def _system_user_dir(fp: Any) -> Path:
+    getter = getattr(fp, "get_system_user_directory", None)  # missing before ComfyUI 0.3.6x
+    return Path(getter("refvideo")) if getter is not None else Path(fp.get_user_directory()) / "__refvideo"
+
+
 def system_dir() -> Path:
     """A private folder for the ledger, never served over ComfyUI's HTTP API."""
-    fp = _comfy("folder_paths")
-    if fp is not None:
-        getter = getattr(fp, "get_system_user_directory", None)
-        if getter is not None:
-            return Path(getter("refvideo"))
-        return Path(fp.get_user_directory()) / "__refvideo"
-    if _comfyui_dir():
-        return _comfyui_dir() / "user" / "__refvideo"
-    return home()
+    return _location(_system_user_dir, "user/__refvideo", "")
 
 
 def ledger_path() -> Path:
@@ -135,31 +141,16 @@ def ledger_path() -> Path:
 
 def input_dir() -> Path:
     """The folder whose files the file inputs (e.g. reference images) may name."""
-    fp = _comfy("folder_paths")
-    if fp is not None:
-        return Path(fp.get_input_directory())
-    if _comfyui_dir():
-        return _comfyui_dir() / "input"
-    return home() / "input"
+    return _location(lambda fp: fp.get_input_directory(), "input", "input")
 
 
 def output_dir() -> Path:
     """The folder that output nodes write into."""
-    fp = _comfy("folder_paths")
-    if fp is not None:
-        return Path(fp.get_output_directory())
-    if _settings["output_dir"]:
-        return _settings["output_dir"]
-    if _comfyui_dir():
-        return _comfyui_dir() / "output"
-    return home() / "output"
+    return _location(lambda fp: fp.get_output_directory(), "output", "output", _settings["output_dir"])
 
 
 def temp_dir() -> Path:
-    fp = _comfy("folder_paths")
-    if fp is not None:
-        return Path(fp.get_temp_directory())
-    return home() / "temp"
+    return _location(lambda fp: fp.get_temp_directory(), None, "temp")
 
 
 def _register_pack_folders(fp: Any) -> None:

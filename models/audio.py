@@ -148,7 +148,7 @@ class AudioModel:
         return TINY_STEPS if self.placeholder else DEFAULT_STEPS
 
 
-_CACHE = PipelineCache()  # one audio model at a time, apart from the video model's cache
+_CACHE: PipelineCache[AudioModel] = PipelineCache()  # one audio model at a time, apart from the video model's cache
 
 
 def build_tiny_pipeline(seed: int = 0) -> Any:

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ..engine import host
 from ..engine.errors import GenerationError, InputError, MissingDependency, is_out_of_memory, require
@@ -27,6 +27,9 @@ log = logging.getLogger("refvideo")
 
 TORCH_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 ADAPTER = "refvideo_lora"
+
+
+Loaded = TypeVar("Loaded")
 
 
 @dataclass
@@ -53,15 +56,18 @@ class LoadedPipeline:
         return total
 
 
-class PipelineCache:
-    """At most one loaded pipeline per process, keyed by what was loaded and how."""
+class PipelineCache(Generic[Loaded]):
+    """At most one loaded pipeline per process, keyed by what was loaded and how.
+
+    The value is anything with a ``.pipe`` (a :class:`LoadedPipeline` for video; audio keeps its own).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._key: Hashable | None = None
-        self._value: LoadedPipeline | None = None
+        self._value: Loaded | None = None
 
-    def get(self, key: Hashable, build: Callable[[], LoadedPipeline]) -> LoadedPipeline:
+    def get(self, key: Hashable, build: Callable[[], Loaded]) -> Loaded:
         with self._lock:
             if self._value is not None and self._key == key:
                 return self._value
@@ -74,7 +80,7 @@ class PipelineCache:
         with self._lock:
             return self._value is not None and self._key == key
 
-    def current(self) -> LoadedPipeline | None:
+    def current(self) -> Loaded | None:
         return self._value
 
     def release(self) -> bool:
@@ -93,7 +99,7 @@ class PipelineCache:
         return had
 
 
-CACHE = PipelineCache()
+CACHE: PipelineCache[LoadedPipeline] = PipelineCache()
 
 
 def release_after_interrupt() -> None:
