@@ -1,5 +1,5 @@
 """``python -m refvideo``: the same CLI as the ``refvideo`` command."""
 
-from .engine.cli import main
+from .headless.cli import main
 
 raise SystemExit(main())

@@ -111,7 +111,8 @@ def _reset_peak() -> bool:
 
 
 def run_ours(clip: np.ndarray, out: Path) -> int:
-    from refvideo.engine import encoder, host
+    from refvideo.engine import host
+    from refvideo.engine.video import encoder
 
     host.set_progress_bars(False)
     encoder.encode_video(clip, FPS, out, format="mp4-h264", crf=CRF, speed=SPEED)

@@ -55,7 +55,7 @@ import torch  # noqa: E402
 
 from refvideo.engine import host  # noqa: E402
 from refvideo.engine.memory_plan import GIB, decide, tokens  # noqa: E402
-from refvideo.engine.reference import Reference, ReferenceSet  # noqa: E402
+from refvideo.engine.references.reference import Reference, ReferenceSet  # noqa: E402
 from refvideo.engine.sizes import WAN_FRAMES, plan_render  # noqa: E402
 from refvideo.models import diffusers_loading as loading  # noqa: E402
 from refvideo.models import tiny_random, wan_vace  # noqa: E402

@@ -34,7 +34,7 @@ from pathlib import Path
 
 def _ledger(path: Path):
     try:
-        from refvideo.engine.ledger import Ledger
+        from refvideo.engine.credits.ledger import Ledger
     except ImportError as exc:
         raise SystemExit(f"install the pack first (pip install -e .): {exc}") from None
     return Ledger(path)

@@ -41,8 +41,8 @@ FRAMES, FPS = 81, 16.0
 
 def sample_set():
     """The demo's three references, prepared as LoadReferenceSet does (flat key for character and prop)."""
-    from refvideo.engine.matting import flat_background_key
-    from refvideo.engine.reference import Reference, ReferenceSet
+    from refvideo.engine.references.matting import flat_background_key
+    from refvideo.engine.references.reference import Reference, ReferenceSet
 
     def load(name: str, role: str, label: str, key: bool) -> Reference:
         rgb = np.asarray(Image.open(PACK_ROOT / "samples" / name).convert("RGB"), np.float32) / 255.0
@@ -55,8 +55,8 @@ def sample_set():
 
 
 def time_render(refs, prompt: str, size: tuple[int, int], workers: int | None, repeat: int) -> dict:
-    from refvideo.engine.camera import parse_shot
-    from refvideo.engine.previz_render import render_animatic
+    from refvideo.engine.camera.path import parse_shot
+    from refvideo.engine.previz.render import render_animatic
 
     camera = parse_shot(prompt)
     best: dict | None = None
@@ -74,7 +74,7 @@ def time_demo(repeat: int) -> dict:
     """The demo workflow end to end, in-process, into a temporary data folder."""
     from refvideo.engine import host
     from refvideo.engine.paths import API_WORKFLOWS_DIR
-    from refvideo.engine.runner import execute, load_workflow
+    from refvideo.headless.runner import execute, load_workflow
     from refvideo.nodes import NODE_CLASS_MAPPINGS
 
     best = None

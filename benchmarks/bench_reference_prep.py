@@ -64,10 +64,10 @@ def main() -> int:
     if args.u2net_home:
         os.environ["U2NET_HOME"] = args.u2net_home
     from refvideo.engine import host
-    from refvideo.engine.matting import flat_background_key
-    from refvideo.engine.quality import check_reference
-    from refvideo.engine.reference_images import read_image_file
-    from refvideo.engine.reference_prep import FLAT, REMBG, ReferenceInput, prepare_set
+    from refvideo.engine.references.images import read_image_file
+    from refvideo.engine.references.matting import flat_background_key
+    from refvideo.engine.references.quality import check_reference
+    from refvideo.jobs.reference_prep import FLAT, REMBG, ReferenceInput, prepare_set
 
     host.set_progress_bars(False)
     host.input_dir().mkdir(parents=True)

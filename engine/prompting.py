@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .reference import Reference
+from .references.reference import Reference
 from .style import StyleDirection
 
 # How each role is introduced in the subject sentence, in this order.

@@ -21,9 +21,9 @@ import numpy as np
 
 from ..engine import host
 from ..engine.errors import InputError, ModelNotFound, require
-from ..engine.manifest import parse_generation_info
 from ..engine.seeds import check_seed, derived_seed
 from ..engine.storage import read_json
+from ..engine.video.manifest import parse_generation_info
 from . import model_folder
 from .diffusers_loading import PipelineCache
 

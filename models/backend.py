@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.reference import ReferenceSet
+from ..engine.references.reference import ReferenceSet
 from ..engine.sizes import RenderPlan
 from ..engine.style import StyleDirection
 

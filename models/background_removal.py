@@ -23,7 +23,7 @@ from PIL import Image
 
 from ..engine import host
 from ..engine.errors import InputError, ModelNotFound, require
-from ..engine.reference_images import from_uint8, to_uint8
+from ..engine.references.images import from_uint8, to_uint8
 from ..engine.storage import read_data
 
 FEATURE = "Background removal with rembg"

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import time
 
-from ..engine.camera import parse_shot, reference_targets
-from ..engine.previz_render import render_animatic
+from ..engine.camera.path import parse_shot, reference_targets
+from ..engine.previz.render import render_animatic
 from .backend import RenderRequest, RenderResult, VideoBackend
 
 

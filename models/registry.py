@@ -7,7 +7,8 @@ every diffusers folder under the model folders (``host.model_dirs("diffusers")``
 
 Pipelines plug in with one module each: a module listed in :data:`FAMILY_MODULES` exposes
 ``FAMILY = PipelineFamily(...)`` naming the pipeline classes it runs, the components that
-carry weights, a ``spec(name, folder)`` function and a ``load(handle)`` function.
+carry weights, a ``spec(name, folder)`` function and a ``load(handle)`` function. Such a
+module imports ``family`` (the shared types), never this module.
 """
 
 from __future__ import annotations
@@ -15,39 +16,26 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from ..engine import host
 from ..engine.errors import ModelNotFound
-from ..engine.reference import ROLES
+from ..engine.references.reference import ROLES
 from ..engine.sizes import WAN_FRAMES
 from . import model_folder
 from .backend import VideoBackend
+from .family import PREVIZ, TINY_RANDOM, PipelineFamily
 from .spec import LoadOptions, ModelSpec, family_defaults
 
 log = logging.getLogger("refvideo")
 
-PREVIZ = "previz"
-TINY_RANDOM = "tiny-random"
 BUILTIN: tuple[str, ...] = (PREVIZ, TINY_RANDOM)
 FAMILY_MODULES: tuple[str, ...] = ("wan_vace",)
 AUTO_TARGET = "auto"  # previz planned like Wan: 16 fps, 4k+1 frames
 PREVIZ_SIZE_MULTIPLE = 2  # any even size: previz draws 1080p directly
 LORA_SUFFIX = ".safetensors"
-
-
-@dataclass(frozen=True)
-class PipelineFamily:
-    """One kind of diffusers pipeline RefVideo can run."""
-
-    name: str
-    pipeline_classes: tuple[str, ...]
-    weight_components: tuple[str, ...]
-    spec: Callable[[str, Path], ModelSpec]
-    load: Callable[[ModelHandle], VideoBackend]
 
 
 @lru_cache(maxsize=1)

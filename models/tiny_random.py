@@ -14,7 +14,7 @@ from typing import Any
 from ..engine.memory_plan import ArchFacts
 from ..engine.sizes import WAN_FRAMES
 from . import diffusers_loading as loading
-from .registry import TINY_RANDOM, ModelHandle
+from .family import TINY_RANDOM, ChosenModel
 from .spec import ModelSpec, family_defaults
 
 SEED = 0
@@ -76,7 +76,7 @@ def fingerprint(pipe: Any) -> str:
     return "sha256:" + digest.hexdigest()[:16]
 
 
-def load(handle: ModelHandle):
+def load(handle: ChosenModel):
     """The tiny-random backend, built once per process and set of load options."""
     from .wan_vace import load_backend
 

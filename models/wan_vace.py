@@ -25,12 +25,12 @@ from ..engine import host
 from ..engine.errors import GenerationError
 from ..engine.frames import fit_box, resize_frames
 from ..engine.memory_plan import ArchFacts
-from ..engine.reference import Reference
+from ..engine.references.reference import Reference
 from ..engine.sizes import UPSCALE_1080, RenderPlan
 from . import diffusers_loading as loading
 from .backend import RenderRequest, RenderResult, VideoBackend
+from .family import ChosenModel, PipelineFamily
 from .model_folder import fingerprint, parameter_counts, read_config
-from .registry import ModelHandle, PipelineFamily
 from .spec import LoadOptions, ModelSpec, family_defaults, preset
 
 PIPELINE_CLASS = "WanVACEPipeline"
@@ -133,14 +133,14 @@ def spec(name: str, folder: Path) -> ModelSpec:
                     "text encoder and VAE)", arch=facts)
 
 
-def load(handle: ModelHandle) -> WanVaceBackend:
+def load(handle: ChosenModel) -> WanVaceBackend:
     """Load the folder (cached by folder + options) and return its backend."""
     return load_backend(handle, handle.spec, ("diffusers", str(handle.folder)),
                         lambda dtype: loading.from_folder(PIPELINE_CLASS, handle.folder, dtype),
                         lambda _pipe: fingerprint(handle.folder))
 
 
-def load_backend(handle: ModelHandle, spec: ModelSpec, key: tuple, build_pipeline: Callable[[str], Any],
+def load_backend(handle: ChosenModel, spec: ModelSpec, key: tuple, build_pipeline: Callable[[str], Any],
                  weights_fingerprint: Callable[[Any], str]) -> WanVaceBackend:
     """A backend on the pipeline cached under ``key`` + dtype + load options.
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..engine.encoder import MAX_FPS, check_fps, frame_shape
 from ..engine.frames import numpy_to_audio
 from ..engine.seeds import MAX_SEED
+from ..engine.video.encoder import MAX_FPS, check_fps, frame_shape
 from ..models import audio as audio_models
 from .common import CATEGORY, with_ui
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..engine.budget import plan_budget
-from ..engine.ledger import DEFAULT_ACCOUNT
-from ..engine.pricing import LEDGER_INTEGER_LIMIT, MAX_CLIPS
+from ..engine.credits.budget import plan_budget
+from ..engine.credits.ledger import DEFAULT_ACCOUNT
+from ..engine.credits.pricing import LEDGER_INTEGER_LIMIT, MAX_CLIPS
 from ..engine.sizes import DEFAULT_RESOLUTION, DEFAULT_SECONDS, MAX_SECONDS, MIN_SECONDS, RESOLUTIONS
 from .common import BUDGET, CATEGORY, MODEL, with_ui
 

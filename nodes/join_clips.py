@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..engine.encoder import MAX_FPS
 from ..engine.frames import to_tensor
-from ..engine.join import CUT, MAX_CLIPS, TRANSITIONS, join_clips
+from ..engine.video.encoder import MAX_FPS
+from ..engine.video.join import CUT, MAX_CLIPS, TRANSITIONS, join_clips
 from .common import CATEGORY
 
 _CLIP_TIP = "A clip to join (IMAGE frames, e.g. a sampler's frames output); clips play in order."

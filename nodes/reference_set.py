@@ -6,11 +6,11 @@ from typing import Any
 
 from ..engine.frames import to_mask, to_tensor
 from ..engine.library import name_verdict
-from ..engine.reference import ROLES
-from ..engine.reference_images import NONE, list_image_names
-from ..engine.reference_library import KIND as SET_KIND
-from ..engine.reference_library import list_sets
-from ..engine.reference_prep import (
+from ..engine.references.images import NONE, list_image_names
+from ..engine.references.library import KIND as SET_KIND
+from ..engine.references.library import list_sets
+from ..engine.references.reference import ROLES
+from ..jobs.reference_prep import (
     BACKGROUND_MODES,
     OFF,
     ReferenceInput,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..engine import video_file
-from ..engine.encoder import (
+from ..engine.video import files
+from ..engine.video.encoder import (
     AUDIO_FITS,
     DEFAULT_CRF,
     DEFAULT_FORMAT,
@@ -29,7 +29,7 @@ class VideoEncode:
                 "fps": ("FLOAT", {"default": 16.0, "min": 1.0, "max": MAX_FPS, "step": 0.001,
                                   "tooltip": "Frames per second; connect the sampler's fps output so the clip plays "
                                              "at the speed it was rendered."}),
-                "filename_prefix": ("STRING", {"default": video_file.DEFAULT_PREFIX,
+                "filename_prefix": ("STRING", {"default": files.DEFAULT_PREFIX,
                                                "tooltip": "File name prefix inside ComfyUI's output folder; may "
                                                           "name subfolders (e.g. 'shots/scene1'), never leave it. "
                                                           "A counter is added: clip_00001.mp4."}),
@@ -71,10 +71,10 @@ class VideoEncode:
     def encode(self, frames: Any, fps: float, filename_prefix: str, format: str, crf: int, preset: str,
                audio: dict | None = None, generation_info: str | None = None, audio_fit: str = FIT_AUDIO,
                prompt: dict | None = None, extra_pnginfo: dict | None = None) -> dict:
-        saved = video_file.save_clip(frames, fps, filename_prefix, format=format, crf=crf, speed=preset, audio=audio,
+        saved = files.save_clip(frames, fps, filename_prefix, format=format, crf=crf, speed=preset, audio=audio,
                                      audio_fit=audio_fit, generation_info=generation_info, prompt=prompt,
                                      extra_pnginfo=extra_pnginfo)
-        return with_ui((str(saved.path), saved.video), video_file.describe(saved), **saved.preview)
+        return with_ui((str(saved.path), saved.video), files.describe(saved), **saved.preview)
 
 
 NODES = {"VideoEncode": (VideoEncode, "Video Encode (RefVideo)")}

@@ -414,7 +414,7 @@ def _classes() -> dict[str, type]:
 
 
 def _specs(cls: type) -> dict:
-    from refvideo.engine.schema import input_specs
+    from refvideo.headless.schema import input_specs
 
     return input_specs(cls)
 
@@ -627,7 +627,7 @@ def strip(rows: list[list[Any]], tile: bool) -> Any:
 
 def render_images(workflow: Workflow, classes: dict[str, type]) -> dict[Path, Any]:
     """Run the API workflow in-process as shipped; return the thumbnail and the strip as PIL images."""
-    from refvideo.engine.runner import execute
+    from refvideo.headless.runner import execute
 
     result = execute(api_workflow(workflow, classes), classes)
     outputs = {int(node): [frame for path in paths for frame in _decode(path)] for node, paths in result.files.items()}

@@ -66,7 +66,7 @@ def refvideo_home(tmp_path, monkeypatch):
     host.clear_interrupt()
     host.set_progress_bars(False)
     yield home
-    from refvideo.engine.ledger import close_shared_ledgers
+    from refvideo.engine.credits.ledger import close_shared_ledgers
 
     close_shared_ledgers()
     host.configure(**{k: v for k, v in saved.items()})

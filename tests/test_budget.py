@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from refvideo.engine import host
-from refvideo.engine.budget import plan_budget
+from refvideo.engine.credits.budget import plan_budget
+from refvideo.engine.credits.ledger import shared_ledger
 from refvideo.engine.errors import BudgetRefused, InputError
-from refvideo.engine.ledger import shared_ledger
 
 INFO = {"model": "tiny-random"}
 
@@ -97,7 +97,7 @@ def test_holds_of_a_process_that_died_after_this_one_opened_the_ledger_do_not_bl
 
     ledger = shared_ledger()  # opened now, before the other process exists
     ledger.topup("default", 840)
-    script = ("import sys; from refvideo.engine.ledger import Ledger; "
+    script = ("import sys; from refvideo.engine.credits.ledger import Ledger; "
               "Ledger(sys.argv[1]).reserve('default', 840, reason='clip')")
     subprocess.run([sys.executable, "-c", script, str(ledger.path)], check=True)  # reserves, then exits
     assert ledger.balance().available == 0

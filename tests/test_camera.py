@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from refvideo.engine.camera import CameraMove, ShotCamera, parse_shot, reference_targets
-from refvideo.engine.camera_grammar import vocabulary
-from refvideo.engine.reference import Reference, ReferenceSet
+from refvideo.engine.camera.path import CameraMove, ShotCamera, parse_shot, reference_targets
+from refvideo.engine.camera.grammar import vocabulary
+from refvideo.engine.references.reference import Reference, ReferenceSet
 
 
 def kinds(camera: ShotCamera) -> list[tuple[str, str]]:

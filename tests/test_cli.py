@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from refvideo import NODE_CLASS_MAPPINGS
-from refvideo.engine.cli import main
+from refvideo.headless.cli import main
 from refvideo.engine.paths import API_WORKFLOWS_DIR, WORKFLOWS_DIR
 
 RUN_KEYS = {"ok", "outputs", "seconds", "errors"}
@@ -95,7 +95,7 @@ DEMO = str(API_WORKFLOWS_DIR / "demo_shot.json")
 
 def refvideo(*argv: str, env_extra: dict | None = None, prelude: str = "") -> subprocess.Popen:
     """The CLI in its own process (``prelude`` runs first, e.g. to hide a package)."""
-    code = prelude + "import sys\nfrom refvideo.engine.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    code = prelude + "import sys\nfrom refvideo.headless.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     env = {**os.environ, **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-c", code, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from refvideo.engine.comfy_client import ComfyClient, ServerError, ServerNodeFailed
+from refvideo.headless.comfy_client import ComfyClient, ServerError, ServerNodeFailed
 from refvideo.engine.errors import InputError
-from refvideo.engine.runner import WorkflowInvalid
+from refvideo.headless.runner import WorkflowInvalid
 
 GOOD = {"1": {"class_type": "Thing", "inputs": {"seed": 1}}}
 FAILING = {"1": {"class_type": "Thing", "inputs": {"seed": 666}}}

@@ -11,10 +11,10 @@ from types import SimpleNamespace
 
 import comfyui_server
 import pytest
-from refvideo.engine import runner
-from refvideo.engine.budget import Budget
+from refvideo.engine.credits.budget import Budget
+from refvideo.engine.credits.ledger import Ledger, shared_ledger
 from refvideo.engine.errors import BudgetRefused
-from refvideo.engine.ledger import Ledger, shared_ledger
+from refvideo.headless import runner
 from refvideo.nodes import NODE_CLASS_MAPPINGS
 from refvideo.nodes.credit_meter import CreditMeter
 
@@ -77,7 +77,7 @@ def test_through_the_runner_a_refused_plan_fails_with_exit_code_2_and_a_covered_
 def tiny_setup(balance: int):
     """tiny-random from the real loader, a one-image reference set, and a CreditMeter budget."""
     import numpy as np
-    from refvideo.engine.reference import Reference, ReferenceSet
+    from refvideo.engine.references.reference import Reference, ReferenceSet
     from refvideo.nodes.model_loader import RefVideoModelLoader
 
     handle = RefVideoModelLoader().load("tiny-random")["result"][0]

@@ -7,8 +7,8 @@ import json
 
 import pytest
 from refvideo.engine import host
-from refvideo.engine.cli.main import main
-from refvideo.engine.ledger import Ledger
+from refvideo.engine.credits.ledger import Ledger
+from refvideo.headless.cli.main import main
 
 
 def run(capsys, *argv: str) -> tuple[int, object]:

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from refvideo.engine import encoder, host
+from refvideo.engine import host
 from refvideo.engine.errors import InputError, Interrupted
+from refvideo.engine.video import encoder
 
 FPS = 16.0
 # Saturated colour blocks (16 px, so 4:2:0 chroma never mixes two blocks) and a grey ramp.
@@ -286,7 +287,8 @@ def test_a_full_disk_gives_a_clear_error_and_no_partial_file(tmp_path):
         import resource, signal, numpy as np
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (40000, 40000))  # writes past 40 kB fail like a full disk
-        from refvideo.engine import encoder, host
+        from refvideo.engine import host
+        from refvideo.engine.video import encoder
         from refvideo.engine.errors import StorageError
         host.set_progress_bars(False)
         noise = np.random.default_rng(0).random((24, 128, 128, 3), dtype=np.float32)
@@ -327,7 +329,8 @@ def test_encoding_works_without_torch_installed(tmp_path):
         import sys
         sys.modules["torch"] = None  # as on a machine without torch: "import torch" fails
         import numpy as np
-        from refvideo.engine import encoder, host, manifest
+        from refvideo.engine import host
+        from refvideo.engine.video import encoder, manifest
         host.set_progress_bars(False)
         clip = np.random.default_rng(0).random((5, 32, 48, 3), dtype=np.float32)
         tags = manifest.container_metadata('{{"seed": 1}}')

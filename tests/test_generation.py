@@ -9,18 +9,18 @@ import pytest
 import torch
 
 from refvideo.engine import host
-from refvideo.engine.budget import plan_budget
+from refvideo.engine.credits.budget import plan_budget
 from refvideo.engine.errors import GenerationError, InputError, Interrupted
-from refvideo.engine.generation import SamplerInputs, check_output, generate, prepare
-from refvideo.engine.ledger import shared_ledger
-from refvideo.engine.reference import Reference, ReferenceSet
+from refvideo.jobs.generation import SamplerInputs, check_output, generate, prepare
+from refvideo.engine.credits.ledger import shared_ledger
+from refvideo.engine.references.reference import Reference, ReferenceSet
 from refvideo.engine.sizes import WAN_FRAMES, plan_render
 from refvideo.engine.style import StyleDirection
 from refvideo.models import diffusers_loading, registry
 from refvideo.models.spec import LoadOptions
 from refvideo.nodes.sampler import RefVideoSampler
 
-# DESIGN.md: the keys every generation info has
+# The keys every generation info has
 INFO_KEYS = {"pack_version", "model", "weights_fingerprint", "dtype", "scheduler", "loras", "seed", "steps", "guidance",
              "prompt", "negative_prompt", "composed_prompt", "style", "references", "requested", "rendered",
              "timings", "peak_memory", "warnings"}
@@ -259,7 +259,7 @@ def test_keep_loaded_off_frees_the_pipeline_after_the_clip():
 def test_an_api_workflow_with_a_budget_renders_and_charges_once(tmp_path):
     """LoadReferenceSet -> CreditMeter -> RefVideoModelLoader -> RefVideoSampler -> VideoEncode, in-process."""
     from refvideo import NODE_CLASS_MAPPINGS
-    from refvideo.engine import runner
+    from refvideo.headless import runner
 
     shared_ledger().topup("default", 5000)
     host.configure(output_dir=tmp_path)

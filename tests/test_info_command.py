@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from refvideo.engine import encoder, manifest
-from refvideo.engine.cli.main import main
+from refvideo.engine.video import encoder, manifest
+from refvideo.headless.cli.main import main
 
 INFO = {"model": "previz", "seed": 11, "steps": 1, "prompt": "slow dolly in", "rendered": {"frames": 3, "fps": 16.0}}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from refvideo.engine.errors import InputError
-from refvideo.engine.inputs import bring_inputs, point_inputs_at
+from refvideo.headless.inputs import bring_inputs, point_inputs_at
 
 
 def test_bring_inputs_copies_reuses_and_renames(tmp_path):

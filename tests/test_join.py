@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from refvideo.engine.errors import InputError
-from refvideo.engine.join import join_clips
+from refvideo.engine.video.join import join_clips
 from refvideo.nodes.join_clips import JoinClips
 
 

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 from refvideo.engine import host
+from refvideo.engine.credits.ledger import Ledger, Owner, process_start, shared_ledger
 from refvideo.engine.errors import BudgetRefused, InputError, StorageError
-from refvideo.engine.ledger import Ledger, Owner, process_start, shared_ledger
 
 INFO = {"model": "tiny-random", "seed": 7}
 
@@ -231,7 +231,7 @@ def test_a_hold_whose_owner_process_ended_is_released_on_the_next_open_and_a_liv
     ledger = Ledger()
     ledger.topup("default", 1000)
     mine = ledger.reserve("default", 600, reason="clip")
-    crashed = ("import sys; from refvideo.engine.ledger import Ledger; "
+    crashed = ("import sys; from refvideo.engine.credits.ledger import Ledger; "
                "Ledger(sys.argv[1]).reserve('default', 300, reason='clip of a process that ends without committing')")
     subprocess.run([sys.executable, "-c", crashed, str(ledger.path)], check=True)
     assert ledger.balance().held == 900  # held until a ledger is opened

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+from refvideo.engine.credits.ledger import Ledger
 from refvideo.engine.errors import StorageError
-from refvideo.engine.ledger import Ledger
 from test_ledger import assert_consistent
 
 # One script, several roles; it prints one line per event so the test can follow it.
@@ -27,7 +27,7 @@ if role == "lock":
     print("locked", flush=True)
     time.sleep(60)
 from refvideo.engine.errors import BudgetRefused
-from refvideo.engine.ledger import Ledger
+from refvideo.engine.credits.ledger import Ledger
 ledger = Ledger(path)
 if role == "spend":
     attempts, go = int(sys.argv[3]), Path(sys.argv[4])

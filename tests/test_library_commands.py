@@ -6,10 +6,10 @@ import json
 
 import pytest
 from refvideo.engine import host
-from refvideo.engine.cli import main
-from refvideo.engine.quality import CHECKS
-from refvideo.engine.reference_prep import ReferenceInput, reference_set
+from refvideo.engine.references.quality import CHECKS
 from refvideo.engine.skills import direction, save_skill
+from refvideo.headless.cli import main
+from refvideo.jobs.reference_prep import ReferenceInput, reference_set
 from synthetic_references import character, doubled, jpeg_bytes, save_png
 
 FINDING_KEYS = {"check", "severity", "message", "fix"}

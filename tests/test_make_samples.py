@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from refvideo.engine.matting import flat_background_key
-from refvideo.engine.quality import check_reference
+from refvideo.engine.references.matting import flat_background_key
+from refvideo.engine.references.quality import check_reference
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = {"character_mara.png": "character", "prop_lantern.png": "prop", "environment_harbour.png": "environment"}

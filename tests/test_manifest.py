@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from refvideo.engine import encoder, manifest
 from refvideo.engine.errors import InputError
+from refvideo.engine.video import encoder, manifest
 
 INFO = {"pack_version": "0.1.0", "model": "tiny-random", "seed": 7, "steps": 2, "guidance": 5.0,
         "prompt": "slow dolly in on the café — “rain”", "references": [{"hash": "ab12", "role": "character"}],

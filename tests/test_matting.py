@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from refvideo.engine.matting import border_band, downsample, flat_background_key, label_components
-from refvideo.engine.reference_images import from_uint8, to_uint8
+from refvideo.engine.references.images import from_uint8, to_uint8
+from refvideo.engine.references.matting import border_band, downsample, flat_background_key, label_components
 from synthetic_references import BACKDROP, as_float, blurred, busy_background, character, character_mask, jpeg, noised
 
 FLAT_KEY_IOU = 0.95  # the stated floor for a clean, noisy or JPEG-compressed studio shot

@@ -23,7 +23,7 @@ def wan1():
 
 
 def test_published_sizes(wan1, wan14):
-    # ~34 GB of bf16 transformer weights for 14B (DESIGN.md), an 11 GB bf16 text encoder
+    # ~34 GB of bf16 transformer weights for 14B, an 11 GB bf16 text encoder
     assert 33 < wan14.transformer_params * 2 / 1e9 < 36
     assert 11 < wan14.text_encoder_params * 2 / 1e9 < 12
     assert 2.0e9 < wan1.transformer_params < 2.3e9

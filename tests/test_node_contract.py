@@ -12,14 +12,14 @@ import math
 import pytest
 
 from refvideo import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
-from refvideo.engine.schema import WIDGET_TYPES, object_info, parse_entry
+from refvideo.headless.schema import WIDGET_TYPES, object_info, parse_entry
 from refvideo.nodes import LOAD_ERRORS
 
 SOCKET_TYPES = {"IMAGE", "MASK", "AUDIO", "VIDEO", "REFVIDEO_REFSET", "REFVIDEO_STYLE", "REFVIDEO_MODEL",
                 "REFVIDEO_BUDGET"}
 HIDDEN_TYPES = {"PROMPT", "EXTRA_PNGINFO", "UNIQUE_ID", "DYNPROMPT"}
 
-# DESIGN.md: public node ids and the input names workflows, --set and scripts rely on.
+# The public node ids and the input names workflows, --set and scripts rely on.
 PUBLIC_INPUTS = {
     "LoadReferenceSet": ["image_1", "image_2", "image_3", "image_in_1", "image_in_2", "image_in_3",
                          "role_1", "role_2", "role_3", "label_1", "label_2", "label_3"],

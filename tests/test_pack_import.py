@@ -57,7 +57,7 @@ def test_loads_like_a_comfyui_custom_node():
 
 def test_a_broken_node_module_does_not_break_the_host(tmp_path):
     copy = tmp_path / "custom_nodes" / "RefVideo-broken"
-    for folder in ("engine", "models", "nodes", "web", "samples"):  # the pack's code and data, nothing else
+    for folder in ("engine", "jobs", "models", "nodes", "web", "samples"):  # the pack's code and data, nothing else
         shutil.copytree(PACK_ROOT / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(PACK_ROOT / "__init__.py", copy / "__init__.py")
     (copy / "nodes" / "join_clips.py").write_text("raise ImportError('simulated broken install')\n")

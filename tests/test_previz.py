@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refvideo.engine.camera import parse_shot
-from refvideo.engine.reference import Reference, ReferenceSet
+from refvideo.engine.camera.path import parse_shot
+from refvideo.engine.references.reference import Reference, ReferenceSet
 from refvideo.engine.sizes import ANY_FRAMES, WAN_FRAMES, plan_render
 from refvideo.engine.style import StyleDirection
 from refvideo.models import registry
@@ -274,9 +274,9 @@ def test_previz_runs_without_torch(tmp_path):
         sys.meta_path.insert(0, NoTorch())
         sys.path.insert(0, {str(PACK_ROOT.parent)!r})
         import numpy as np
-        from refvideo.engine.camera import parse_shot
-        from refvideo.engine.reference import Reference, ReferenceSet
-        from refvideo.engine.previz_render import render_animatic
+        from refvideo.engine.camera.path import parse_shot
+        from refvideo.engine.references.reference import Reference, ReferenceSet
+        from refvideo.engine.previz.render import render_animatic
         import refvideo.models.previz
         ref = Reference(np.full((40, 20, 3), 0.5, np.float32), np.ones((40, 20), np.float32), "character", "x")
         out = render_animatic(ReferenceSet((ref,)), parse_shot("pan left"), size=(64, 36), frames=5, fps=4)
@@ -291,7 +291,7 @@ def test_demo_workflow_renders_an_mp4_with_the_camera_in_its_manifest():
     """The API demo runs in-process on the bundled samples (at 144p here, to stay fast)."""
     import av
 
-    from refvideo.engine.runner import execute, load_workflow
+    from refvideo.headless.runner import execute, load_workflow
     from refvideo.nodes import NODE_CLASS_MAPPINGS
 
     workflow = load_workflow(PACK_ROOT / "workflows" / "api" / "demo_shot.json")

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 from refvideo.engine import host
+from refvideo.engine.credits.pricing import check_amount, estimate, load_pricing, override_path
 from refvideo.engine.errors import InputError, StorageError
-from refvideo.engine.pricing import check_amount, estimate, load_pricing, override_path
 
 
 def write_override(data: dict | str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from refvideo.engine.prompting import compose_prompt
-from refvideo.engine.reference import ROLES, Reference
+from refvideo.engine.references.reference import ROLES, Reference
 from refvideo.engine.style import StyleDirection
 
 WAN_ROLES = ("character", "environment", "prop")

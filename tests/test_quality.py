@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from refvideo.engine import quality
 from refvideo.engine.errors import InputError
-from refvideo.engine.quality import CHECKS, check_reference, judge, measure, strict, thresholds
+from refvideo.engine.references import quality
+from refvideo.engine.references.quality import CHECKS, check_reference, judge, measure, strict, thresholds
 from synthetic_references import (
     as_float,
     blurred,

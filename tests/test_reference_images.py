@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageFile
-from refvideo.engine import host, reference_images
+from refvideo.engine import host
+from refvideo.engine.references import images as reference_images
 from refvideo.engine.errors import InputError
 from refvideo.engine.storage import file_sha256
-from refvideo.engine.reference_images import (
+from refvideo.engine.references.images import (
     MAX_SIDE,
     from_uint8,
     list_image_names,

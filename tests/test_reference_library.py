@@ -9,12 +9,13 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
-from refvideo.engine import host, reference_library
+from refvideo.engine import host
 from refvideo.engine.errors import InputError, Interrupted, StorageError
-from refvideo.engine.matting import flat_background_key
-from refvideo.engine.reference import Reference, ReferenceSet
-from refvideo.engine.reference_images import pixels_sha256
-from refvideo.engine.reference_library import list_sets, load_set, save_set, set_manifest
+from refvideo.engine.references import library as reference_library
+from refvideo.engine.references.images import pixels_sha256
+from refvideo.engine.references.library import list_sets, load_set, save_set, set_manifest
+from refvideo.engine.references.matting import flat_background_key
+from refvideo.engine.references.reference import Reference, ReferenceSet
 from synthetic_references import as_float, busy_background, character
 
 BAD_NAMES = ["", "   ", "a/b", "a\\b", "..", "../up", "x..y", ".hidden", "name.", "con", "NUL.txt", "none",

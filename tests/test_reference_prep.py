@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-from refvideo.engine import host, reference_prep
+from refvideo.engine import host
 from refvideo.engine.errors import InputError, ModelNotFound
-from refvideo.engine.reference_images import from_uint8, to_uint8
-from refvideo.engine.reference_prep import (
+from refvideo.engine.references.images import from_uint8, to_uint8
+from refvideo.jobs import reference_prep
+from refvideo.jobs.reference_prep import (
     FLAT,
     OFF,
     REMBG,

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from refvideo.engine import host, runner
+from refvideo.engine import host
 from refvideo.engine.errors import InputError, StorageError
-from refvideo.engine.reference import ReferenceSet
-from refvideo.engine.schema import input_specs, validator_inputs
+from refvideo.engine.references.reference import ReferenceSet
+from refvideo.headless import runner
+from refvideo.headless.schema import input_specs, validator_inputs
 from refvideo.nodes.reference_set import LoadReferenceSet
 from synthetic_references import as_float, character, character_mask, fill_input_folder, save_png
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from refvideo.engine.errors import InputError, ModelNotFound
-from refvideo.engine.reference import Reference, ReferenceSet
+from refvideo.engine.references.reference import Reference, ReferenceSet
 from refvideo.engine.sizes import WAN_FRAMES, plan_render
 from refvideo.models import diffusers_loading, registry, tiny_random
 from refvideo.models.backend import RenderRequest

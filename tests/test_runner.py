@@ -8,7 +8,7 @@ import pytest
 
 from refvideo.engine import host
 from refvideo.engine.errors import Interrupted
-from refvideo.engine.runner import (
+from refvideo.headless.runner import (
     NodeFailed,
     WorkflowInvalid,
     apply_overrides,

@@ -41,7 +41,7 @@ def test_plan_is_legal_and_close_to_the_request(backend, upscale):
 
 
 def test_design_examples():
-    assert frame_count(5, 16, WAN_FRAMES) == 81  # DESIGN.md: 5 s at 16 fps is 81 frames
+    assert frame_count(5, 16, WAN_FRAMES) == 81  # 5 s at 16 fps is 81 frames (4k+1)
     assert frame_count(8, 16, WAN_FRAMES) == 129
     assert frame_count(5, 4, WAN_FRAMES) == 21  # tiny-random keeps a 5 s clip to a handful of frames
     assert delivered_size("144p") == (256, 144)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from refvideo.engine import host, runner, skills
+from refvideo.engine import host, skills
 from refvideo.engine.errors import InputError, Interrupted, StorageError
-from refvideo.engine.schema import validator_inputs
 from refvideo.engine.skills import chain, direction, list_skills, load_skill, save_skill, skill_document, style_skill
 from refvideo.engine.style import StyleDirection
+from refvideo.headless import runner
+from refvideo.headless.schema import validator_inputs
 from refvideo.nodes.style_skill import StyleSkill
 
 NOIR = direction("black and white, hard key light, 35mm", "colour, cartoon", "slow dolly in",

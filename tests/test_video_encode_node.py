@@ -11,10 +11,12 @@ from pathlib import Path
 import av
 import pytest
 import torch
-from refvideo.engine import host, manifest, runner
+from refvideo.engine import host
 from refvideo.engine.errors import InputError
-from refvideo.engine.schema import input_specs
-from refvideo.engine.video_file import VideoFile
+from refvideo.engine.video import manifest
+from refvideo.engine.video.files import VideoFile
+from refvideo.headless import runner
+from refvideo.headless.schema import input_specs
 from refvideo.nodes.audio import RefVideoAudio
 from refvideo.nodes.join_clips import JoinClips
 from refvideo.nodes.video_encode import VideoEncode

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from refvideo.engine.reference import Reference, ReferenceSet
+from refvideo.engine.references.reference import Reference, ReferenceSet
 from refvideo.engine.sizes import WAN_FRAMES, RenderPlan, plan_render
 from refvideo.models import registry, tiny_random
 from refvideo.models.backend import RenderRequest

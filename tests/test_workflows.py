@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from refvideo.engine import reference_library
-from refvideo.engine.runner import apply_overrides, execute, load_workflow, validate
-from refvideo.engine.schema import WIDGET_TYPES, coerce, input_specs
+from refvideo.engine.references import library as reference_library
+from refvideo.headless.runner import apply_overrides, execute, load_workflow, validate
+from refvideo.headless.schema import WIDGET_TYPES, coerce, input_specs
 from refvideo.nodes import NODE_CLASS_MAPPINGS
 
 PACK_ROOT = Path(__file__).resolve().parent.parent

@@ -1,0 +1,1 @@
+"""The CPU animatic: blocking, layers, effects and the frame renderer."""
