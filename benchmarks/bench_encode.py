@@ -174,7 +174,8 @@ def run_case(peer: str, size: str, frames: int) -> dict:
     extra = max(peak - baseline, 0) + child_peak
     frame_bytes = width * height * 3 * 4
     return {"peer": peer, "size": size, "frames": frames, "seconds": round(seconds, 3),
-            "fps": round(frames / seconds, 2), "cpu_ms_per_frame": round(1000 * cpu / frames, 1), "extra_mb": round(extra / 2**20, 1),
+            "fps": round(frames / seconds, 2), "cpu_ms_per_frame": round(1000 * cpu / frames, 1),
+            "extra_mb": round(extra / 2**20, 1),
             "extra_frames": round(extra / frame_bytes, 1), "python_heap_frames": round(heap_peak / frame_bytes, 2),
             "clip_mb": round(clip.nbytes / 2**20, 1),
             "file_kb": round(size_bytes / 1024, 1), "peak_reset": exact}
@@ -219,7 +220,8 @@ def main() -> int:
         return 0
     print(f"MP4 H.264 yuv420p crf {CRF} preset {SPEED}, {os.cpu_count()} CPU cores, best of {args.repeat}; "
           "fps = frames encoded per second")
-    print(f"{'case':<14}{'refvideo fps':>13}{'ffmpeg fps':>12}{'ratio':>8}{'cpu ms/frame':>16}   {'refvideo extra':>20}   "
+    print(f"{'case':<14}{'refvideo fps':>13}{'ffmpeg fps':>12}{'ratio':>8}{'cpu ms/frame':>16}   "
+          f"{'refvideo extra':>20}   "
           f"{'ffmpeg extra (py+child)':>24}   {'heap refvideo/ffmpeg':>20}")
     for row in rows:
         ours, peer = row["refvideo"], row["ffmpeg"]

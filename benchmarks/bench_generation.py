@@ -289,7 +289,8 @@ def device_name(device: torch.device) -> str:
 
 def print_table(result: dict) -> None:
     print(f"\n{result['arch']} on {result['device']}: {result['render']}, {result['frames']} frames"
-          + (f", {result['tokens']} tokens, {result['forward_pflop']:.2f} PFLOP per forward" if result["tokens"] else "")
+          + (f", {result['tokens']} tokens, {result['forward_pflop']:.2f} PFLOP per forward"
+             if result["tokens"] else "")
           + (f", memory cap {result['memory_cap_gb']} GB" if result["memory_cap_gb"] else ""))
     head = f"{'variant':<19}{'steps':>6}{'s/step':>9}{'fixed s':>9}{'clip s':>9}{'peak GiB':>10}{'MFU':>7}" \
            f"{'x step':>8}{'x clip':>8}"

@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'size':6} {'shot':10} {'seconds':>8} {'cpu s':>7} {'ms/frame':>9} {'x real time':>12} "
           f"{'1 thread s':>11} {'threads x':>10}")
     for r in rows:
-        print(f"{r['resolution']:6} {r['shot']:10} {r['seconds']:8.2f} {r['cpu_seconds']:7.2f} {r['ms_per_frame']:9.1f} "
+        print(f"{r['resolution']:6} {r['shot']:10} {r['seconds']:8.2f} {r['cpu_seconds']:7.2f} "
+              f"{r['ms_per_frame']:9.1f} "
               f"{r['x_real_time']:12.2f} {r['one_thread_seconds']:11.2f} {r['thread_speedup']:10.2f}")
     print(f"demo workflow at 720p (references + previz + MP4): {demo['seconds']:.2f} s "
           f"(cpu {demo['cpu_seconds']:.2f} s)")

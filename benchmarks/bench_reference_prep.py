@@ -78,7 +78,8 @@ def main() -> int:
         save_png(host.input_dir() / file_name, pixels)
         image = as_float(pixels)
         row = {"reference": name,
-               "decode": timed(lambda: read_image_file(host.input_dir() / file_name, input_name="image_1"), args.repeat),
+               "decode": timed(lambda: read_image_file(host.input_dir() / file_name, input_name="image_1"),
+                               args.repeat),
                "checks": timed(lambda: check_reference(image), args.repeat),
                "flat key": timed(lambda: flat_background_key(image), args.repeat)}
         slot = ReferenceInput(1, file_name, background=FLAT)

@@ -117,7 +117,7 @@ def resize_frames(frames: np.ndarray, width: int, height: int) -> np.ndarray:
     def resize(i: int) -> None:
         for c in range(3):
             plane = Image.fromarray(np.ascontiguousarray(frames[i, ..., c]), mode="F")
-            out[i, ..., c] = np.asarray(plane.resize((width, height), Image.BICUBIC))
+            out[i, ..., c] = np.asarray(plane.resize((width, height), Image.Resampling.BICUBIC))
 
     with ThreadPoolExecutor(max_workers=max(1, min(len(frames), os.cpu_count() or 1))) as pool:
         list(pool.map(resize, range(len(frames))))

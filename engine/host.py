@@ -40,7 +40,7 @@ class ExecutionContext:
 
 
 _context: contextvars.ContextVar[ExecutionContext] = contextvars.ContextVar(
-    "refvideo_execution", default=ExecutionContext()
+    "refvideo_execution", default=ExecutionContext()  # noqa: B039 (frozen: never mutated)
 )
 
 
@@ -107,8 +107,9 @@ def _location(inside: Callable[[Any], Any], install: str | None, standalone: str
         return Path(inside(fp))
     if override is not None:
         return override
-    if _comfyui_dir() and install is not None:
-        return _comfyui_dir() / install
+    comfyui = _comfyui_dir()
+    if comfyui and install is not None:
+        return comfyui / install
     return home() / standalone
 
 
@@ -179,8 +180,9 @@ def model_dirs(kind: str) -> list[Path]:
         for entry in os.environ.get("REFVIDEO_MODELS", "").split(os.pathsep):
             if entry.strip():
                 dirs.append(Path(entry).expanduser())
-    if _comfyui_dir():
-        dirs.append(_comfyui_dir() / "models" / kind)
+    comfyui = _comfyui_dir()
+    if comfyui:
+        dirs.append(comfyui / "models" / kind)
     dirs.append(home() / "models" / kind)
     unique: list[Path] = []
     for d in dirs:

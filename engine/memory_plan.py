@@ -13,6 +13,7 @@ at a time, streamed), ``sequential_offload`` (one layer at a time; slowest).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import InputError
 
@@ -162,7 +163,8 @@ def decide(facts: ArchFacts | None, *, requested_mode: str, cfg_batching: str, f
     if facts is None:  # nothing heavy to place (previz)
         return MemoryDecision(requested_mode if requested_mode != "auto" else "none", False, free, (), accelerator)
     uses_cfg = guidance > 1.0
-    kw = dict(width=width, height=height, frames=frames, references=references, dtype=dtype, vae_tiling=vae_tiling)
+    kw: dict[str, Any] = dict(width=width, height=height, frames=frames, references=references, dtype=dtype,
+                              vae_tiling=vae_tiling)
     modes = MODE_ORDER if accelerator else ("none",)
     want_batch = uses_cfg and (cfg_batching == "on" or (cfg_batching == "auto" and accelerator))
     single = {m: estimate(facts, m, cfg_batched=False, **kw) for m in modes}

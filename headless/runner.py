@@ -16,12 +16,15 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..engine import host
 from ..engine.errors import InputError, RefVideoError
 from ..engine.paths import API_WORKFLOWS_DIR, WORKFLOWS_DIR, is_within
 from .schema import InputSpec, NodeSchema, coerce, node_schema, parse_text_value, types_match
+
+if TYPE_CHECKING:
+    from ..nodes.common import NodeClass
 
 Workflow = dict[str, dict[str, Any]]
 
@@ -112,7 +115,7 @@ def as_api_workflow(data: Any, path: Path | None = None) -> Workflow:
         data = data["prompt"]
     if isinstance(data, dict) and isinstance(data.get("nodes"), list) and "links" in data:
         shipped = path is not None and is_within(path, WORKFLOWS_DIR) and path.parent.resolve() == WORKFLOWS_DIR
-        twin = API_WORKFLOWS_DIR / path.name if shipped else None
+        twin = API_WORKFLOWS_DIR / path.name if shipped and path is not None else None
         hint = (f"Use its API twin {twin}." if twin is not None and twin.is_file() else
                 "Export it from ComfyUI with 'Export (API)' (Workflow menu), or use the matching file in "
                 f"{API_WORKFLOWS_DIR}.")
@@ -132,7 +135,7 @@ def _is_link(value: Any) -> bool:
             and not isinstance(value[0], bool) and isinstance(value[1], int) and not isinstance(value[1], bool))
 
 
-def _unknown_class_problem(node_id: str, class_type: Any, classes: Mapping[str, type]) -> Problem:
+def _unknown_class_problem(node_id: str, class_type: Any, classes: Mapping[str, type[NodeClass]]) -> Problem:
     close = difflib.get_close_matches(str(class_type), list(classes), n=1, cutoff=0.75)
     if close:
         msg = f"'{class_type}' is not a known node class. Did you mean '{close[0]}'?"
@@ -146,18 +149,19 @@ def _unknown_class_problem(node_id: str, class_type: Any, classes: Mapping[str, 
 Schemas = dict[type, NodeSchema]
 
 
-def _schema(cls: type, schemas: Schemas) -> NodeSchema:
+def _schema(cls: type[NodeClass], schemas: Schemas) -> NodeSchema:
     """``cls``'s schema, read once per validation or run."""
     if cls not in schemas:
         schemas[cls] = node_schema(cls)
     return schemas[cls]
 
 
-def validate(workflow: Workflow, classes: Mapping[str, type], schemas: Schemas | None = None) -> list[Problem]:
+def validate(workflow: Workflow, classes: Mapping[str, type[NodeClass]],
+             schemas: Schemas | None = None) -> list[Problem]:
     """Every problem in ``workflow`` against the node ``classes`` (empty list: it can run)."""
     schemas = {} if schemas is None else schemas
     problems: list[Problem] = []
-    known: dict[str, type] = {}
+    known: dict[str, type[NodeClass]] = {}
     for node_id, node in workflow.items():
         if not isinstance(node, dict) or "class_type" not in node:
             problems.append(Problem("malformed_node", "each node needs \"class_type\" and \"inputs\".", node_id))
@@ -181,8 +185,8 @@ def validate(workflow: Workflow, classes: Mapping[str, type], schemas: Schemas |
     return problems
 
 
-def _validate_node(node_id: str, node: dict, schema: NodeSchema, cls: type, workflow: Workflow,
-                   known: dict[str, type]) -> list[Problem]:
+def _validate_node(node_id: str, node: dict, schema: NodeSchema, cls: type[NodeClass], workflow: Workflow,
+                   known: dict[str, type[NodeClass]]) -> list[Problem]:
     class_type = node["class_type"]
     specs = schema.inputs
     inputs = node.get("inputs", {})
@@ -237,7 +241,7 @@ def _describe(spec: InputSpec) -> str:
 
 
 def _check_link(node_id: str, class_type: str, spec: InputSpec, link: list, workflow: Workflow,
-                known: dict[str, type]) -> list[Problem]:
+                known: dict[str, type[NodeClass]]) -> list[Problem]:
     source, slot = str(link[0]), link[1]
     if source not in workflow:
         return [Problem("bad_link", f"links to node {source}, which is not in the workflow.", node_id, class_type,
@@ -260,7 +264,7 @@ def _check_link(node_id: str, class_type: str, spec: InputSpec, link: list, work
     return []
 
 
-def _cycle_problems(workflow: Workflow, known: dict[str, type]) -> list[Problem]:
+def _cycle_problems(workflow: Workflow, known: dict[str, type[NodeClass]]) -> list[Problem]:
     edges = {nid: [str(v[0]) for v in workflow[nid].get("inputs", {}).values() if _is_link(v)] for nid in known}
     state: dict[str, int] = {}
     found: list[list[str]] = []
@@ -290,7 +294,7 @@ def _id_key(node_id: str) -> tuple:
 # --------------------------------------------------------------------------- execution
 
 
-def execution_order(workflow: Workflow, classes: Mapping[str, type]) -> list[str]:
+def execution_order(workflow: Workflow, classes: Mapping[str, type[NodeClass]]) -> list[str]:
     """The nodes that the output nodes need, each after the nodes it reads from."""
     outputs = [nid for nid, n in workflow.items() if getattr(classes[n["class_type"]], "OUTPUT_NODE", False)]
     order: list[str] = []
@@ -312,7 +316,7 @@ def execution_order(workflow: Workflow, classes: Mapping[str, type]) -> list[str
 
 def execute(
     workflow: Workflow,
-    classes: Mapping[str, type],
+    classes: Mapping[str, type[NodeClass]],
     *,
     extra_pnginfo: dict | None = None,
     on_node: Callable[[str, str], None] | None = None,
@@ -372,7 +376,7 @@ def _node_arguments(node_id: str, node: dict, schema: NodeSchema, values: dict[s
     return args
 
 
-def _call_node(cls: type, args: dict[str, list]) -> tuple[list[list], dict[str, list]]:
+def _call_node(cls: type[NodeClass], args: dict[str, list]) -> tuple[list[list], dict[str, list]]:
     instance = cls()
     fn = getattr(instance, cls.FUNCTION)
     n_outputs = len(cls.RETURN_TYPES)
@@ -418,7 +422,7 @@ def files_in_ui(ui: Mapping[str, list]) -> list[Path]:
     return files
 
 
-def apply_overrides(workflow: Workflow, overrides: list[str], classes: Mapping[str, type]) -> list[Problem]:
+def apply_overrides(workflow: Workflow, overrides: list[str], classes: Mapping[str, type[NodeClass]]) -> list[Problem]:
     """Apply ``NODE.INPUT=VALUE`` overrides, parsing each value to the input's type."""
     problems: list[Problem] = []
     for item in overrides:
@@ -433,7 +437,7 @@ def apply_overrides(workflow: Workflow, overrides: list[str], classes: Mapping[s
             problems.append(Problem("bad_override", f"--set names node {node_id}, which is not in the workflow "
                                     f"(its nodes: {', '.join(sorted(workflow, key=_id_key))}).", node_id))
             continue
-        cls = classes.get(node.get("class_type"))
+        cls = classes.get(str(node.get("class_type")))
         specs = node_schema(cls).inputs if cls is not None else {}
         spec = specs.get(name)
         if spec is None:

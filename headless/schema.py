@@ -10,7 +10,10 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..nodes.common import NodeClass
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 
@@ -47,7 +50,7 @@ class NodeSchema:
     self_checked: set[str]  # inputs VALIDATE_INPUTS checks instead of ComfyUI
 
 
-def node_schema(node_class: type) -> NodeSchema:
+def node_schema(node_class: type[NodeClass]) -> NodeSchema:
     """Read ``node_class.INPUT_TYPES()`` once into a :class:`NodeSchema`."""
     declared = node_class.INPUT_TYPES()
     specs: dict[str, InputSpec] = {}
@@ -57,7 +60,7 @@ def node_schema(node_class: type) -> NodeSchema:
     return NodeSchema(specs, dict(declared.get("hidden") or {}), _validator_inputs(node_class, specs))
 
 
-def input_specs(node_class: type) -> dict[str, InputSpec]:
+def input_specs(node_class: type[NodeClass]) -> dict[str, InputSpec]:
     """The required and optional inputs of ``node_class`` in declaration order."""
     return node_schema(node_class).inputs
 
@@ -101,12 +104,12 @@ def coerce(spec: InputSpec, value: Any) -> tuple[Any, str | None]:
         if isinstance(value, bool):
             return value, f"expects a number, got {value!r}"
         try:
-            converted = float(value)
+            real = float(value)
         except (TypeError, ValueError):
             return value, f"expects a number, got {value!r}"
-        if not math.isfinite(converted):
+        if not math.isfinite(real):
             return value, f"expects a finite number, got {value!r}"
-        return converted, _range_problem(converted, opts)
+        return real, _range_problem(real, opts)
     if spec.type == "BOOLEAN":
         if isinstance(value, bool):
             return value, None
@@ -116,10 +119,11 @@ def coerce(spec: InputSpec, value: Any) -> tuple[Any, str | None]:
             return value, f"expects text, got {type(value).__name__}"
         return str(value), None
     if spec.type == "COMBO":
-        if value in (spec.choices or []):
+        choices = spec.choices or []
+        if value in choices:
             return value, None
-        shown = ", ".join(repr(c) for c in (spec.choices or [])[:12])
-        more = "" if len(spec.choices or []) <= 12 else f" and {len(spec.choices) - 12} more"
+        shown = ", ".join(repr(c) for c in choices[:12])
+        more = "" if len(choices) <= 12 else f" and {len(choices) - 12} more"
         return value, f"value {value!r} is not in the list: {shown}{more}"
     return value, f"is a {spec.type} socket: connect a node's output, not a constant"
 
@@ -151,12 +155,12 @@ def parse_text_value(spec: InputSpec, text: str) -> Any:
     return text
 
 
-def validator_inputs(node_class: type) -> set[str]:
+def validator_inputs(node_class: type[NodeClass]) -> set[str]:
     """Inputs named by ``VALIDATE_INPUTS`` (ComfyUI then skips its own checks for them)."""
     return node_schema(node_class).self_checked
 
 
-def _validator_inputs(node_class: type, specs: dict[str, InputSpec]) -> set[str]:
+def _validator_inputs(node_class: type[NodeClass], specs: dict[str, InputSpec]) -> set[str]:
     fn = getattr(node_class, "VALIDATE_INPUTS", None)
     if fn is None:
         return set()
@@ -166,7 +170,8 @@ def _validator_inputs(node_class: type, specs: dict[str, InputSpec]) -> set[str]
     return {n for n in params if n not in ("cls", "self", "input_types")}
 
 
-def object_info(node_class: type, class_id: str, display_name: str, module: str = "custom_nodes.refvideo") -> dict:
+def object_info(node_class: type[NodeClass], class_id: str, display_name: str,
+                module: str = "custom_nodes.refvideo") -> dict:
     """One node's entry in ComfyUI's ``/object_info`` shape."""
     declared = node_class.INPUT_TYPES()
     outputs = list(node_class.RETURN_TYPES)

@@ -28,7 +28,15 @@ from ..engine.paths import pack_version
 from ..engine.prompting import ComposedPrompt, compose_prompt
 from ..engine.references.reference import MAX_REFERENCES, ROLES, Reference, ReferenceSet
 from ..engine.seeds import check_seed
-from ..engine.sizes import DEFAULT_ASPECT, DEFAULT_RESOLUTION, DEFAULT_SECONDS, RESOLUTIONS, UPSCALE_1080, RenderPlan, plan_render
+from ..engine.sizes import (
+    DEFAULT_ASPECT,
+    DEFAULT_RESOLUTION,
+    DEFAULT_SECONDS,
+    RESOLUTIONS,
+    UPSCALE_1080,
+    RenderPlan,
+    plan_render,
+)
 from ..engine.style import StyleDirection
 
 MAX_STEPS = 200

@@ -239,8 +239,8 @@ def preview_batch(refset: ReferenceSet) -> tuple[np.ndarray, np.ndarray]:
         image, mask = ref.image, ref.mask
         size, (left, top) = fit_box(ref.width, ref.height, width, height)
         if (ref.width, ref.height) != (width, height):
-            image = from_uint8(np.asarray(Image.fromarray(to_uint8(image)).resize(size, Image.LANCZOS)))
-            mask = from_uint8(np.asarray(Image.fromarray(to_uint8(mask)).resize(size, Image.BILINEAR)))
+            image = from_uint8(np.asarray(Image.fromarray(to_uint8(image)).resize(size, Image.Resampling.LANCZOS)))
+            mask = from_uint8(np.asarray(Image.fromarray(to_uint8(mask)).resize(size, Image.Resampling.BILINEAR)))
         window = (i, slice(top, top + size[1]), slice(left, left + size[0]))
         images[window] = image * mask[..., None] + (1.0 - mask[..., None])
         masks[window] = mask

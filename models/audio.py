@@ -52,7 +52,7 @@ OVERLAP_SECONDS = 1.0
 MAX_PIECES = 64
 
 # The tiny pipeline: 16 kHz stereo, a 1.024 s window (256 latent steps x hop 64).
-TINY_CONFIG = {
+TINY_CONFIG: dict[str, Any] = {
     "sampling_rate": 16000,
     "vae": {"encoder_hidden_size": 8, "downsampling_ratios": [4, 16], "decoder_channels": 8,
             "decoder_input_channels": 4, "audio_channels": 2, "channel_multiples": [1, 2]},
@@ -296,8 +296,9 @@ def generate(name: str, prompt: str, seconds: float, seed: int, *, steps: int = 
     samples = crossfade_pieces(pieces, starts, total, overlap)
     notes = []
     if len(starts) > 1:
+        last_seed = derived_seed(seed, len(starts) - 1)
         notes.append(f"{seconds:.2f} s is longer than the model's {model.max_seconds:.2f} s window: made in "
-                     f"{len(starts)} overlapping pieces (seeds {seed} to {derived_seed(seed, len(starts) - 1)}), crossfaded.")
+                     f"{len(starts)} overlapping pieces (seeds {seed} to {last_seed}), crossfaded.")
     if model.placeholder:
         notes.insert(0, PLACEHOLDER_NOTE)
     return GeneratedAudio(samples, rate, len(starts), model.placeholder, notes)

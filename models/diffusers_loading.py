@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..engine import host
 from ..engine.errors import GenerationError, InputError, MissingDependency, is_out_of_memory, require
@@ -29,7 +29,12 @@ TORCH_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 ADAPTER = "refvideo_lora"
 
 
-Loaded = TypeVar("Loaded")
+class _HoldsPipeline(Protocol):
+    @property
+    def pipe(self) -> Any: ...
+
+
+Loaded = TypeVar("Loaded", bound=_HoldsPipeline)
 
 
 @dataclass
@@ -86,10 +91,11 @@ class PipelineCache(Generic[Loaded]):
     def release(self) -> bool:
         """Drop the loaded pipeline and return its memory; True if one was loaded."""
         with self._lock:
-            had = self._value is not None
-            if had:
+            value = self._value
+            had = value is not None
+            if value is not None:
                 try:
-                    self._value.pipe.remove_all_hooks()
+                    value.pipe.remove_all_hooks()
                 except Exception:  # noqa: BLE001 - best effort while freeing
                     pass
             self._key, self._value = None, None
@@ -153,7 +159,8 @@ def free_memory(device: Any) -> int:
         return int(free + torch.cuda.memory_reserved(device))
     if device.type == "mps":
         return int(torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
-    held = CACHE.current().resident_bytes() if CACHE.current() is not None else 0
+    current = CACHE.current()
+    held = current.resident_bytes() if current is not None else 0
     return _available_ram() + held
 
 

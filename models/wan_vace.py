@@ -135,9 +135,11 @@ def spec(name: str, folder: Path) -> ModelSpec:
 
 def load(handle: ChosenModel) -> WanVaceBackend:
     """Load the folder (cached by folder + options) and return its backend."""
-    return load_backend(handle, handle.spec, ("diffusers", str(handle.folder)),
-                        lambda dtype: loading.from_folder(PIPELINE_CLASS, handle.folder, dtype),
-                        lambda _pipe: fingerprint(handle.folder))
+    folder = handle.folder
+    assert folder is not None  # the registry resolves a diffusers model to its folder
+    return load_backend(handle, handle.spec, ("diffusers", str(folder)),
+                        lambda dtype: loading.from_folder(PIPELINE_CLASS, folder, dtype),
+                        lambda _pipe: fingerprint(folder))
 
 
 def load_backend(handle: ChosenModel, spec: ModelSpec, key: tuple, build_pipeline: Callable[[str], Any],
@@ -268,7 +270,7 @@ def reference_image(ref: Reference, width: int, height: int) -> Any:
     image = Image.fromarray(np.round(matted * 255).astype(np.uint8), "RGB")
     size, offset = fit_box(image.width, image.height, width, height)
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
-    canvas.paste(image.resize(size, Image.LANCZOS), offset)
+    canvas.paste(image.resize(size, Image.Resampling.LANCZOS), offset)
     return canvas
 
 

@@ -11,6 +11,7 @@ import importlib
 import logging
 
 from ..engine import host
+from .common import NodeClass
 
 log = logging.getLogger("refvideo")
 
@@ -26,9 +27,9 @@ NODE_MODULES: tuple[str, ...] = (
 )
 
 
-def collect() -> tuple[dict[str, type], dict[str, str], list[str]]:
+def collect() -> tuple[dict[str, type[NodeClass]], dict[str, str], list[str]]:
     """Import every node module; return class mappings, display names and load errors."""
-    classes: dict[str, type] = {}
+    classes: dict[str, type[NodeClass]] = {}
     names: dict[str, str] = {}
     errors: list[str] = []
     for module_name in NODE_MODULES:

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 CATEGORY = "RefVideo"
 REFSET = "REFVIDEO_REFSET"
 STYLE = "REFVIDEO_STYLE"
 MODEL = "REFVIDEO_MODEL"
 BUDGET = "REFVIDEO_BUDGET"
+
+
+class NodeClass(Protocol):
+    """A node class as ComfyUI (and the headless runner) reads it: the V1 contract."""
+
+    RETURN_TYPES: tuple[str, ...]
+    FUNCTION: str
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]: ...
 
 
 def with_ui(result: tuple, text: str | None = None, **ui: list) -> dict[str, Any]:

@@ -5,8 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from ..models import registry
-from ..models.spec import CFG_BATCHING, COMPILE_MODES, DTYPES, HD_STRATEGIES, MEMORY_MODES, LoadOptions, \
-    attention_names, preset_names
+from ..models.spec import (
+    CFG_BATCHING,
+    COMPILE_MODES,
+    DTYPES,
+    HD_STRATEGIES,
+    MEMORY_MODES,
+    LoadOptions,
+    attention_names,
+    preset_names,
+)
 from .common import CATEGORY, MODEL, with_ui
 
 

@@ -5,11 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from ..engine.frames import to_tensor
-from ..jobs.generation import DEFAULT_CONTINUE_FRAMES, MAX_CONTINUE_FRAMES, MAX_GUIDANCE, MAX_STEPS, SamplerInputs, \
-    generate
 from ..engine.seeds import MAX_SEED
-from ..engine.sizes import ASPECTS, DEFAULT_ASPECT, DEFAULT_RESOLUTION, DEFAULT_SECONDS, MAX_SECONDS, MIN_SECONDS, \
-    RESOLUTIONS
+from ..engine.sizes import (
+    ASPECTS,
+    DEFAULT_ASPECT,
+    DEFAULT_RESOLUTION,
+    DEFAULT_SECONDS,
+    MAX_SECONDS,
+    MIN_SECONDS,
+    RESOLUTIONS,
+)
+from ..jobs.generation import (
+    DEFAULT_CONTINUE_FRAMES,
+    MAX_CONTINUE_FRAMES,
+    MAX_GUIDANCE,
+    MAX_STEPS,
+    SamplerInputs,
+    generate,
+)
 from .common import BUDGET, CATEGORY, MODEL, REFSET, STYLE, with_ui
 
 

@@ -265,7 +265,8 @@ def continuity_three_shots() -> Workflow:
         join[f"fps_{i + 1}"] = Out(sampler, "fps")
     nodes += [Node(11, "JoinClips", "Join the three shots", (1980, 1080), join),
               Node(12, "VideoEncode", "Sequence file", (2410, 1080),
-                   {"frames": Out(11, "frames"), "fps": Out(11, "fps"), "filename_prefix": "RefVideo/continuity/sequence"})]
+                   {"frames": Out(11, "frames"), "fps": Out(11, "fps"),
+                    "filename_prefix": "RefVideo/continuity/sequence"})]
     groups.append(Group("The sequence", (11, 12), GROUP_COLOURS["sequence"]))
     text = "\n\n".join([
         "CONTINUITY: three shots of one scene (wide, medium, close-up) from ONE reference set and ONE style skill, "
@@ -290,7 +291,8 @@ def shot_with_audio() -> Workflow:
             *metered_shot(prompt, 7, "Credits: one clip with audio", audio=True),
             Node(5, "RefVideoAudio", "Audio: tiny-random = PLACEHOLDER noise (choose stable-audio-open-1.0)",
                  (1010, 400),
-                 {"model": "tiny-random", "prompt": "harbour at dusk: small waves on the quay, distant gulls, footsteps",
+                 {"model": "tiny-random",
+                  "prompt": "harbour at dusk: small waves on the quay, distant gulls, footsteps",
                   "frames": Out(4, "frames"), "fps": Out(4, "fps"), "seed": 5,
                   "generation_info": Out(4, "generation_info")}),
             encode(6, (1460, 400), "Write the MP4 with its sound", 4, "RefVideo/shot_with_audio",
@@ -337,7 +339,8 @@ def reference_sheet() -> Workflow:
             references(1, (40, 400), f"Reference sheet: prepare, check and save as '{SHEET_NAME}'",
                        rembg_model="u2netp", strict=False, save_as=SHEET_NAME, overwrite=True),
             Node(2, "VideoEncode", "The prepared references as PNGs", (520, 400),
-                 {"frames": Out(1, "images"), "fps": 1.0, "filename_prefix": "RefVideo/reference_sheet/mara_at_the_harbour",
+                 {"frames": Out(1, "images"), "fps": 1.0,
+                  "filename_prefix": "RefVideo/reference_sheet/mara_at_the_harbour",
                   "format": "png-sequence"}),
         ],
         notes=[Note(3, "About this workflow", "\n\n".join([

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+
 from refvideo.engine import host
 from refvideo.engine.errors import InputError, Interrupted, ModelNotFound, StorageError
 from refvideo.models import audio

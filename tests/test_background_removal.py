@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from refvideo.engine import host
 from refvideo.engine.errors import InputError, ModelNotFound
 from refvideo.models import background_removal

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from refvideo.engine import host
 from refvideo.engine.credits.budget import plan_budget
 from refvideo.engine.credits.ledger import shared_ledger

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from refvideo.engine.camera.path import CameraMove, ShotCamera, parse_shot, reference_targets
 from refvideo.engine.camera.grammar import vocabulary
+from refvideo.engine.camera.path import CameraMove, ShotCamera, parse_shot, reference_targets
 from refvideo.engine.references.reference import Reference, ReferenceSet
 
 

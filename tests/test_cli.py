@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from refvideo import NODE_CLASS_MAPPINGS
-from refvideo.headless.cli import main
 from refvideo.engine.paths import API_WORKFLOWS_DIR, WORKFLOWS_DIR
+from refvideo.headless.cli import main
 
 RUN_KEYS = {"ok", "outputs", "seconds", "errors"}
 ERROR_KEYS = {"node", "input", "type", "message"}

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from refvideo.headless.comfy_client import ComfyClient, ServerError, ServerNodeFailed
 from refvideo.engine.errors import InputError
+from refvideo.headless.comfy_client import ComfyClient, ServerError, ServerNodeFailed
 from refvideo.headless.runner import WorkflowInvalid
 
 GOOD = {"1": {"class_type": "Thing", "inputs": {"seed": 1}}}

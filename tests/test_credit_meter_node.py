@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-import comfyui_server
 import pytest
+
+import comfyui_server
 from refvideo.engine.credits.budget import Budget
 from refvideo.engine.credits.ledger import Ledger, shared_ledger
 from refvideo.engine.errors import BudgetRefused
@@ -77,6 +78,7 @@ def test_through_the_runner_a_refused_plan_fails_with_exit_code_2_and_a_covered_
 def tiny_setup(balance: int):
     """tiny-random from the real loader, a one-image reference set, and a CreditMeter budget."""
     import numpy as np
+
     from refvideo.engine.references.reference import Reference, ReferenceSet
     from refvideo.nodes.model_loader import RefVideoModelLoader
 

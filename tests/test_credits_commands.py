@@ -6,6 +6,7 @@ import csv
 import json
 
 import pytest
+
 from refvideo.engine import host
 from refvideo.engine.credits.ledger import Ledger
 from refvideo.headless.cli.main import main

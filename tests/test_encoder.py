@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
 from refvideo.engine import host
 from refvideo.engine.errors import InputError, Interrupted
 from refvideo.engine.video import encoder

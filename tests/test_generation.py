@@ -10,12 +10,12 @@ import torch
 
 from refvideo.engine import host
 from refvideo.engine.credits.budget import plan_budget
-from refvideo.engine.errors import GenerationError, InputError, Interrupted
-from refvideo.jobs.generation import SamplerInputs, check_output, generate, prepare
 from refvideo.engine.credits.ledger import shared_ledger
+from refvideo.engine.errors import GenerationError, InputError, Interrupted
 from refvideo.engine.references.reference import Reference, ReferenceSet
 from refvideo.engine.sizes import WAN_FRAMES, plan_render
 from refvideo.engine.style import StyleDirection
+from refvideo.jobs.generation import SamplerInputs, check_output, generate, prepare
 from refvideo.models import diffusers_loading, registry
 from refvideo.models.spec import LoadOptions
 from refvideo.nodes.sampler import RefVideoSampler

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+
 from refvideo.engine.video import encoder, manifest
 from refvideo.headless.cli.main import main
 

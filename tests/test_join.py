@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from refvideo.engine.errors import InputError
 from refvideo.engine.video.join import join_clips
 from refvideo.nodes.join_clips import JoinClips

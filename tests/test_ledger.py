@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+
 from refvideo.engine import host
 from refvideo.engine.credits.ledger import Ledger, Owner, process_start, shared_ledger
 from refvideo.engine.errors import BudgetRefused, InputError, StorageError
@@ -178,7 +179,8 @@ def test_verify_finds_a_history_changed_behind_the_ledgers_back():
         conn.execute("DROP TRIGGER entries_no_update")
         conn.execute("UPDATE entries SET amount = 10000 WHERE id = 1")
     problems = ledger.verify()
-    assert len(problems) == 2 and problems[0].startswith("entry 1 (default): running totals 840/0, history sums 10000/0")
+    assert len(problems) == 2
+    assert problems[0].startswith("entry 1 (default): running totals 840/0, history sums 10000/0")
 
 
 def test_expired_reservations_are_released_on_the_next_start():

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from refvideo.engine.credits.ledger import Ledger
 from refvideo.engine.errors import StorageError
 from test_ledger import assert_consistent

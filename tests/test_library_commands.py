@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from refvideo.engine import host
 from refvideo.engine.references.quality import CHECKS
 from refvideo.engine.skills import direction, save_skill

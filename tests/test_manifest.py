@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from refvideo.engine.errors import InputError
 from refvideo.engine.video import encoder, manifest
 

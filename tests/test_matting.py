@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from refvideo.engine.references.images import from_uint8, to_uint8
 from refvideo.engine.references.matting import border_band, downsample, flat_background_key, label_components
 from synthetic_references import BACKDROP, as_float, blurred, busy_background, character, character_mask, jpeg, noised

@@ -114,7 +114,8 @@ def test_outputs_and_function_match_the_schema(node_id, cls):
     required = set(inputs.get("required") or {})
     optional = set(inputs.get("optional") or {})
     hidden = set(inputs.get("hidden") or {})
-    assert named <= required | optional | hidden, f"{node_id}: parameters not declared: {named - required - optional - hidden}"
+    undeclared = named - required - optional - hidden
+    assert not undeclared, f"{node_id}: parameters not declared: {undeclared}"
     assert var_kw or (required | optional | hidden) <= named, f"{node_id}: inputs not accepted"
     for name in optional | hidden:
         if name in named:

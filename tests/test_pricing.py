@@ -7,6 +7,7 @@ import math
 from types import SimpleNamespace
 
 import pytest
+
 from refvideo.engine import host
 from refvideo.engine.credits.pricing import check_amount, estimate, load_pricing, override_path
 from refvideo.engine.errors import InputError, StorageError

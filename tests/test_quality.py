@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from refvideo.engine.errors import InputError
 from refvideo.engine.references import quality
 from refvideo.engine.references.quality import CHECKS, check_reference, judge, measure, strict, thresholds

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageFile
+
 from refvideo.engine import host
-from refvideo.engine.references import images as reference_images
 from refvideo.engine.errors import InputError
-from refvideo.engine.storage import file_sha256
+from refvideo.engine.references import images as reference_images
 from refvideo.engine.references.images import (
     MAX_SIDE,
     from_uint8,
@@ -25,6 +25,7 @@ from refvideo.engine.references.images import (
     resolve_image_name,
     to_uint8,
 )
+from refvideo.engine.storage import file_sha256
 from synthetic_references import character
 
 

@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
+
 from refvideo.engine import host
 from refvideo.engine.errors import InputError, Interrupted, StorageError
 from refvideo.engine.references import library as reference_library

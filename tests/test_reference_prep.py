@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
+
 from refvideo.engine import host
 from refvideo.engine.errors import InputError, ModelNotFound
 from refvideo.engine.references.images import from_uint8, to_uint8

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from refvideo.engine import host
 from refvideo.engine.errors import InputError, StorageError
 from refvideo.engine.references.reference import ReferenceSet

@@ -75,7 +75,8 @@ def test_discovered_folder_spec_without_loading(models_dir):
     handle = registry.resolve(NAME)
     spec = handle.spec
     assert (spec.fps, spec.frame_rule, spec.size_multiple, spec.native_resolution) == (16.0, WAN_FRAMES, 16, "480p")
-    assert spec.roles == {"character", "environment", "prop"} and (spec.default_steps, spec.default_guidance) == (30, 5.0)
+    assert spec.roles == {"character", "environment", "prop"}
+    assert (spec.default_steps, spec.default_guidance) == (30, 5.0)
     pipe = tiny_random.build_pipeline()
     assert spec.arch.transformer_params == sum(p.numel() for p in pipe.transformer.parameters())
     assert spec.arch.control_layers == 2 and spec.arch.hidden == 24

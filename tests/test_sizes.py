@@ -8,8 +8,19 @@ import math
 import pytest
 
 from refvideo.engine.errors import InputError
-from refvideo.engine.sizes import (ANY_FRAMES, ASPECTS, CROP_1080, RESOLUTIONS, UPSCALE_1080, WAN_FRAMES, FrameRule,
-                                   check_duration, delivered_size, frame_count, plan_render)
+from refvideo.engine.sizes import (
+    ANY_FRAMES,
+    ASPECTS,
+    CROP_1080,
+    RESOLUTIONS,
+    UPSCALE_1080,
+    WAN_FRAMES,
+    FrameRule,
+    check_duration,
+    delivered_size,
+    frame_count,
+    plan_render,
+)
 
 # (fps, frame rule, size multiple) of each backend: Wan VACE, tiny-random, previz (any count, even sizes).
 BACKENDS = {"wan": (16.0, WAN_FRAMES, 16), "tiny-random": (4.0, WAN_FRAMES, 16), "previz": (16.0, ANY_FRAMES, 2)}

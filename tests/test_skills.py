@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from refvideo.engine import host, skills
 from refvideo.engine.errors import InputError, Interrupted, StorageError
 from refvideo.engine.skills import chain, direction, list_skills, load_skill, save_skill, skill_document, style_skill

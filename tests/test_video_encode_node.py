@@ -11,6 +11,7 @@ from pathlib import Path
 import av
 import pytest
 import torch
+
 from refvideo.engine import host
 from refvideo.engine.errors import InputError
 from refvideo.engine.video import manifest

@@ -9,7 +9,7 @@ from refvideo.engine.references.reference import Reference, ReferenceSet
 from refvideo.engine.sizes import WAN_FRAMES, RenderPlan, plan_render
 from refvideo.models import registry, tiny_random
 from refvideo.models.backend import RenderRequest
-from refvideo.models.wan_vace import (conditioning, deliver, reference_image, scheduler_choice, set_scheduler)
+from refvideo.models.wan_vace import conditioning, deliver, reference_image, scheduler_choice, set_scheduler
 
 # 112x64, 9 frames: smaller than any product size, to keep these backend tests quick
 SMALL = RenderPlan(width=112, height=64, render_width=112, render_height=64, frames=9, fps=1.6, seconds=5.625,

@@ -20,6 +20,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 from ..storage import read_data
 
@@ -55,7 +56,7 @@ class Item:
     """A recognised phrase (or a plain word) at token positions ``start:end``."""
 
     category: str  # one of CATEGORIES, "word", "step" or "clause"
-    value: object
+    value: Any  # by category: a move head, a direction, a speed entry, ...
     start: int
     end: int
     text: str

@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from .grammar import MoveDraft, Reading, Vocabulary, read, vocabulary
 
-EASINGS: dict[str, object] = {
+EASINGS: dict[str, Callable[[float], float]] = {
     "linear": lambda p: p,
     "ease_in": lambda p: p * p,
     "ease_out": lambda p: 1.0 - (1.0 - p) ** 2,
@@ -160,7 +160,8 @@ class ShotCamera:
         z = min(axes["z"], float(optics["max_dolly"])) + 1.0 - math.cos(arc)
         angle = self.angle or {}
         framing = self.framing or {}
-        jitter_pan, jitter_tilt = _handheld(t * seconds, axes["shake"], seed, self.shake or vocabulary().data["handheld_shake"])
+        shake = self.shake or vocabulary().data["handheld_shake"]
+        jitter_pan, jitter_tilt = _handheld(t * seconds, axes["shake"], seed, shake)
         racks = any(m.kind == "rack_focus" for m in self.moves)
         return CameraState(
             x=x, y=axes["y"] + float(angle.get("y", 0.0)), z=z,

@@ -91,7 +91,8 @@ def plan_budget(*, model: Any = None, resolution: str, seconds: float, audio: bo
     price = estimate(model=model_name(model), resolution=resolution, seconds=seconds, audio=audio, clips=clips)
     if cap_value is not None and price.credits > cap_value:
         raise BudgetRefused(f"this plan costs {price.credits} credits, over the budget cap of {cap_value}.",
-                            input="budget_cap", fix="Raise budget_cap (0 means no cap), or plan fewer or cheaper clips.")
+                            input="budget_cap",
+                            fix="Raise budget_cap (0 means no cap), or plan fewer or cheaper clips.")
     ledger = shared_ledger()
     balance = ledger.balance(account)
     if price.credits > balance.available and balance.held and ledger.release_orphans():

@@ -39,7 +39,7 @@ from typing import Any
 try:
     import fcntl
 except ImportError:  # Windows: SQLite's busy handler alone
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 from .. import host
 from ..errors import BudgetRefused, InputError, StorageError, WriteFailed
@@ -158,7 +158,7 @@ def _windows_start(pid: int) -> str | None:
     import ctypes
     from ctypes import wintypes
 
-    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined,unused-ignore]
     kernel32.OpenProcess.restype = wintypes.HANDLE
     kernel32.OpenProcess.argtypes = (wintypes.DWORD, wintypes.BOOL, wintypes.DWORD)
     filetime = ctypes.POINTER(wintypes.FILETIME)
@@ -167,7 +167,7 @@ def _windows_start(pid: int) -> str | None:
         getattr(kernel32, name).argtypes, getattr(kernel32, name).restype = args, wintypes.BOOL
     handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
     if not handle:
-        return None if ctypes.get_last_error() == 87 else ""  # 87: no such process
+        return None if ctypes.get_last_error() == 87 else ""  # type: ignore[attr-defined,unused-ignore]  # 87: no such process
     try:
         code = wintypes.DWORD()
         times = [wintypes.FILETIME() for _ in range(4)]
@@ -517,7 +517,8 @@ class Ledger:
         return list(self.iter_history(account, limit=limit))
 
     def iter_history(self, account: str | None = None, *, limit: int | None = None) -> Iterator[Entry]:
-        where, params = ("WHERE e.account = ?", [account]) if account is not None else ("", [])
+        where = "WHERE e.account = ?" if account is not None else ""
+        params: list[Any] = [account] if account is not None else []
         if account is not None:
             validate_name(account, kind="account", input_name="account")
         sql = f"{_SELECT_ENTRIES} {where} ORDER BY e.id DESC" + (" LIMIT ?" if limit is not None else "")
@@ -568,6 +569,7 @@ class Ledger:
                       balance_after=balance + amount, held_after=held_total + held, reason=reason, **fields)
         cursor = conn.execute(f"INSERT INTO entries({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
                               tuple(values.values()))
+        assert cursor.lastrowid is not None  # an INSERT sets it
         return Entry(id=cursor.lastrowid, **values)
 
     @staticmethod
@@ -597,8 +599,9 @@ class Ledger:
         """
         account = validate_name(account, kind="account", input_name="account")
         amount = check_amount(amount, input="amount", limit=load_pricing().max_amount, allow_zero=True)
-        args = {"reason": _reason(reason), "plan": _json_text(plan or {}, input="plan"), "prompt_id": prompt_id,
-                "node_id": node_id, "budget_id": budget_id, "cap": cap, "ttl": float(ttl)}
+        args: dict[str, Any] = {"reason": _reason(reason), "plan": _json_text(plan or {}, input="plan"),
+                                "prompt_id": prompt_id, "node_id": node_id, "budget_id": budget_id, "cap": cap,
+                                "ttl": float(ttl)}
         try:
             return self._reserve_once(account, amount, **args)
         except InsufficientCredits:
@@ -657,7 +660,7 @@ class Ledger:
         Committing again returns the first charge; committing a released reservation charges nothing
         (logged) and returns None.
         """
-        fields = {"generation_info": _json_text(generation_info, input="generation_info"),
+        fields: dict[str, Any] = {"generation_info": _json_text(generation_info, input="generation_info"),
                   "wall_seconds": _measure(wall_seconds, input="wall_seconds"),
                   "gpu_seconds": _measure(gpu_seconds, input="gpu_seconds"),
                   "peak_vram_bytes": _measure(peak_vram_bytes, input="peak_vram_bytes", integer=True)}

@@ -124,8 +124,8 @@ def _table(data: dict, source: str) -> PriceTable:
     if data.get("mode") not in MODES:
         raise StorageError(f"the pricing file {source}: mode {data.get('mode')!r} is not one of {', '.join(MODES)}.",
                            fix="Set \"mode\" to \"per_clip\" or \"per_second\".")
-    numbers = {key: _number(data.get(key), key, source) for key in _NUMBERS}
-    mappings = {key: {str(name): _number(v, f"{key}.{name}", source) for name, v in data[key].items()}
+    numbers: dict[str, Any] = {key: _number(data.get(key), key, source) for key in _NUMBERS}
+    mappings: dict[str, Any] = {key: {str(name): _number(v, f"{key}.{name}", source) for name, v in data[key].items()}
                 for key in _MAPPINGS}
     missing = [r for r in RESOLUTIONS if r not in mappings["resolution_multipliers"]]
     if missing:

@@ -60,7 +60,8 @@ def block_scene(references: ReferenceSet) -> Blocking:
     data = blocking_data()
     warnings = []
     environments = references.with_role("environment")
-    characters, props = [], []
+    characters: list[Reference] = []
+    props: list[Reference] = []
     for ref in references.with_role("character", "prop"):
         if float(ref.mask.max()) < 0.05:
             warnings.append(f"the matte of the {ref.role} reference '{ref.label or ref.source}' is empty, so previz "
@@ -77,7 +78,8 @@ def block_scene(references: ReferenceSet) -> Blocking:
         layers[0] = Placement(first.reference, first.x, first.ground, first.height, first.depth, is_subject=True)
     for placement in layers:
         if float(placement.reference.mask.min()) >= 0.999:
-            warnings.append(f"the {placement.reference.role} reference '{placement.reference.label or placement.reference.source}'"
+            name = placement.reference.label or placement.reference.source
+            warnings.append(f"the {placement.reference.role} reference '{name}'"
                             " has no matte, so previz shows it as a rectangle; turn on background removal in "
                             "LoadReferenceSet to cut it out.")
     subject_depth = next((p.depth for p in layers if p.is_subject), float(data["subject_depth"]))

@@ -35,7 +35,8 @@ def gaussian_blur(image: Image.Image, radius: float) -> Image.Image:
     if factor == 1 or min(image.size) < 8 * factor:
         work = work.filter(ImageFilter.GaussianBlur(radius))
     else:
-        work = work.reduce(factor).filter(ImageFilter.GaussianBlur(radius / factor)).resize(image.size, Image.BILINEAR)
+        work = work.reduce(factor).filter(ImageFilter.GaussianBlur(radius / factor))
+        work = work.resize(image.size, Image.Resampling.BILINEAR)
     return work.convert(image.mode) if work.mode != image.mode else work
 
 

@@ -102,7 +102,7 @@ def _add_shadow(canvas: np.ndarray, foot: tuple[float, float], width: float, hei
 def _resize_float(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize a float array in 0..1 (H x W or H x W x 3) with an antialiasing filter."""
     image = Image.fromarray(to_uint8(array))
-    return from_uint8(np.asarray(image.resize(size, Image.LANCZOS)))
+    return from_uint8(np.asarray(image.resize(size, Image.Resampling.LANCZOS)))
 
 
 def make_plate(environment: Reference | None, rest_size: tuple[float, float], pixels_per_unit: float,
@@ -119,7 +119,7 @@ def make_plate(environment: Reference | None, rest_size: tuple[float, float], pi
         image = _cover_crop(image, rest_w / rest_h)
         unit = min(pixels_per_unit, image.height / rest_h)
         size = (max(2, round(rest_w * unit)), max(2, round(rest_h * unit)))
-        base = np.asarray(image.resize(size, Image.LANCZOS) if image.size != size else image)
+        base = np.asarray(image.resize(size, Image.Resampling.LANCZOS) if image.size != size else image)
     else:
         unit = pixels_per_unit
         size = (max(2, round(rest_w * unit)), max(2, round(rest_h * unit)))
@@ -158,7 +158,8 @@ def draw_stage(size: tuple[int, int], *, centre: tuple[float, float], unit: floa
     sky_t = np.clip((ys - (cy - 0.5 * unit)) / max(horizon - (cy - 0.5 * unit), 1.0), 0.0, 1.0)
     floor_t = np.clip((ys - horizon) / (0.6 * unit), 0.0, 1.0)
     sky = np.array(stage["sky_top"]) + (np.array(stage["sky_horizon"]) - np.array(stage["sky_top"])) * sky_t[..., None]
-    floor = np.array(stage["floor_far"]) + (np.array(stage["floor_near"]) - np.array(stage["floor_far"])) * floor_t[..., None]
+    far, near = np.array(stage["floor_far"]), np.array(stage["floor_near"])
+    floor = far + (near - far) * floor_t[..., None]
     colour = np.where((ys < horizon)[..., None], sky, floor) * np.ones((1, width, 1))
     below = np.maximum(ys - horizon, 1e-3)
     depth = unit / below  # distance along the floor, in arbitrary units

@@ -164,7 +164,7 @@ def _fit(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     if w >= size[0] and h >= size[1] and (w - size[0]) <= 16 and (h - size[1]) <= 16:
         left, top = (w - size[0]) // 2, (h - size[1]) // 2
         return image.crop((left, top, left + size[0], top + size[1]))
-    return image.resize(size, Image.BICUBIC)
+    return image.resize(size, Image.Resampling.BICUBIC)
 
 
 def _focal(camera: ShotCamera) -> float:
@@ -195,7 +195,8 @@ class Scene:
         data = blocking_data()
         half = float(camera.optics.get("shutter", 0.5)) / max(frames - 1, 1) / 2.0
         times = [i / max(frames - 1, 1) for i in range(frames)]
-        states = [tuple(camera.at(t + d, seconds=seconds, seed=seed) for d in (0.0, -half, half)) for t in times]
+        states = [(camera.at(t, seconds=seconds, seed=seed), camera.at(t - half, seconds=seconds, seed=seed),
+                   camera.at(t + half, seconds=seconds, seed=seed)) for t in times]
         aspect = lens.width / lens.height
         over = blocking.overscan
         bodies = [Body(0.0, 0.0, blocking.background_depth, over * blocking.background_depth / lens.focal)]
@@ -298,7 +299,8 @@ def _travel(scene: Scene, body: Body, states: tuple[CameraState, CameraState, Ca
     return math.hypot(end.px - start.px, end.py - start.py)
 
 
-def _plate_extent(poses: list[Pose], rest_height: float, lens: Lens, margin: float) -> tuple[float, float, float, float]:
+def _plate_extent(poses: list[Pose], rest_height: float, lens: Lens,
+                  margin: float) -> tuple[float, float, float, float]:
     """The area of the background plate any frame sees, in frame heights from its centre at rest."""
     xs, ys = [], []
     corners = [(-margin, -margin), (lens.width + margin, -margin), (-margin, lens.height + margin),
@@ -329,11 +331,11 @@ def _draw(canvas: Image.Image, sprite: Sprite, pose: Pose, radius: float, motion
             return
         box = (min(max((left - pose.px) / k + ax, 0.0), sw), min(max((top - pose.py) / k + ay, 0.0), sh),
                min(max((right - pose.px) / k + ax, 0.0), sw), min(max((bottom - pose.py) / k + ay, 0.0), sh))
-        region = source.resize((right - left, bottom - top), Image.BILINEAR, box=box)
+        region: Image.Image | None = source.resize((right - left, bottom - top), Image.Resampling.BILINEAR, box=box)
     else:
         region, left, top = _rotated(canvas.size, source, pose, k, (ax, ay))
-        if region is None:
-            return
+    if region is None:
+        return
     if math.hypot(*motion) >= 2.0:
         region = motion_blur(region, motion[0], motion[1])
     if region.mode == "RGBA":
@@ -359,4 +361,6 @@ def _rotated(size: tuple[int, int], source: Image.Image, pose: Pose, k: float,
         return None, 0, 0
     ox, oy = left - pose.px, top - pose.py
     data = (c / k, -s / k, ax + (c * ox - s * oy) / k, s / k, c / k, ay + (s * ox + c * oy) / k)
-    return source.transform((right - left, bottom - top), Image.AFFINE, data, resample=Image.BILINEAR), left, top
+    turned = source.transform((right - left, bottom - top), Image.Transform.AFFINE, data,
+                              resample=Image.Resampling.BILINEAR)
+    return turned, left, top

@@ -187,7 +187,7 @@ def _rgb_and_alpha(img: Image.Image, notes: list[str]) -> tuple[np.ndarray, np.n
     img = img.convert("RGBA" if has_alpha else "RGB")
     if max(img.size) > MAX_SIDE:
         original = img.size
-        img.thumbnail((MAX_SIDE, MAX_SIDE), Image.LANCZOS)
+        img.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
         notes.append(f"downscaled from {original[0]}x{original[1]} to {img.size[0]}x{img.size[1]}")
     array = np.asarray(img)
     rgb, alpha = from_uint8(array[..., :3]), None
@@ -222,5 +222,5 @@ def read_image_socket(value: Any, *, input_name: str) -> LoadedImage:
     notes = [f"first frame of a batch of {batch.shape[0]}"] if batch.shape[0] > 1 else []
     frame = np.nan_to_num(batch[0], nan=0.0, posinf=1.0, neginf=0.0)
     pixels = to_uint8(frame)
-    rgb, alpha, notes = _rgb_and_alpha(Image.fromarray(pixels, "RGBA" if pixels.shape[-1] == 4 else "RGB"), notes)
-    return LoadedImage(rgb, alpha, input_name, notes)
+    rgb, alpha, found = _rgb_and_alpha(Image.fromarray(pixels, "RGBA" if pixels.shape[-1] == 4 else "RGB"), notes)
+    return LoadedImage(rgb, alpha, input_name, found)

@@ -59,7 +59,7 @@ def flat_background_key(image: np.ndarray) -> FlatKey:
     ramp = ramp * ramp * (3.0 - 2.0 * ramp)  # smoothstep: soft but settled edges
     smoothed = Image.fromarray(to_uint8(ramp)).filter(ImageFilter.MedianFilter(3))
     flat_share = float(np.mean(band_distance < max(FLAT_DISTANCE, start)))
-    return FlatKey(from_uint8(np.asarray(smoothed)), tuple(float(c) for c in colour), flat_share)
+    return FlatKey(from_uint8(np.asarray(smoothed)), (float(colour[0]), float(colour[1]), float(colour[2])), flat_share)
 
 
 def label_components(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -101,5 +101,5 @@ def downsample(array: np.ndarray, max_side: int) -> np.ndarray:
     if scale >= 1:
         return np.asarray(array, dtype=np.float32)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = Image.fromarray(to_uint8(array)).resize(size, Image.BOX)
+    small = Image.fromarray(to_uint8(array)).resize(size, Image.Resampling.BOX)
     return from_uint8(np.asarray(small))

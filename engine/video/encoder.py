@@ -259,7 +259,8 @@ def check_settings(format: str, crf: Any, speed: str, audio_fit: str = FIT_AUDIO
             raise InputError(f"crf {int(crf)} is outside {low}-{high} for {preset.name}.", input="crf",
                              fix=f"Give a crf from {low} to {high} (lower is better quality).")
     if speed not in SPEEDS:
-        raise InputError(f"'{speed}' is not an encoder preset.", input="preset", fix=f"Choose one of: {', '.join(SPEEDS)}.")
+        raise InputError(f"'{speed}' is not an encoder preset.", input="preset",
+                         fix=f"Choose one of: {', '.join(SPEEDS)}.")
     if audio_fit not in AUDIO_FITS:
         raise InputError(f"'{audio_fit}' is not an audio fit.", input="audio_fit",
                          fix=f"Choose one of: {', '.join(AUDIO_FITS)}.")
@@ -305,7 +306,8 @@ def _prepare_audio(audio: Any, preset: FormatPreset, clip: _Clip, fit: str,
     keep = min(wanted, samples.shape[1])
     fitted[:, :keep] = samples[:, :keep]
     if samples.shape[1] > wanted:
-        warnings.append(f"the audio ({samples.shape[1] / rate:.2f} s) was trimmed to the video ({wanted / rate:.2f} s).")
+        warnings.append(f"the audio ({samples.shape[1] / rate:.2f} s) was trimmed to the video "
+                        f"({wanted / rate:.2f} s).")
     elif samples.shape[1] < wanted:
         warnings.append(f"the audio ({samples.shape[1] / rate:.2f} s) was padded with silence to the video "
                         f"({wanted / rate:.2f} s).")
@@ -489,6 +491,7 @@ class _Writer:
         import av
 
         track = self.track
+        assert track is not None and self.audio is not None  # called only for a clip with audio
         until = min(until, track.samples.shape[1])
         if until <= track.fed:
             return
@@ -504,7 +507,7 @@ class _Writer:
         for out in (self.palette(None) if self.palette is not None else []):
             self.container.mux(self.video.encode(out))
         self.container.mux(self.video.encode(None))
-        if self.audio is not None:
+        if self.audio is not None and self.track is not None:
             self.write_audio(self.track.samples.shape[1])
             self.container.mux(self.audio.encode(None))
 
@@ -522,7 +525,7 @@ def _open_writer(path: str, preset: FormatPreset, clip: _Clip, width: int, heigh
         writer = _Writer(container, video, preset, rate, video.pix_fmt)
         if preset.palette:
             writer.palette = _PaletteFilter(width, height, rate)
-        if track is not None:
+        if track is not None and preset.audio is not None:
             writer.audio = container.add_stream(preset.audio.codec, rate=preset.audio.rate_for(track.rate),
                                                 layout=track.layout)
             writer.audio.bit_rate = preset.audio.bit_rate
@@ -665,7 +668,7 @@ def _encode_into(tmp: Path, clip: _Clip, count: int, preset: FormatPreset, crf: 
     if channels == 4 and not alpha:
         warnings.append(f"{preset.name} has no transparency; RGBA frames were composited over black.")
     converter = _FrameConverter(height, width, channels, out_h, out_w, alpha)
-    path = str(tmp / preset.frame_pattern) if preset.is_sequence else str(tmp)
+    path = str(tmp / preset.frame_pattern) if preset.is_sequence and preset.frame_pattern else str(tmp)
     writer = _open_writer(path, preset, clip, out_w, out_h, crf, speed, alpha, track, metadata)
     ahead = _FramesAhead(writer.prepare(converter(frame, i), i) for i, frame in enumerate(chain([first], frames)))
     written = 0
@@ -696,7 +699,8 @@ def _encode_into(tmp: Path, clip: _Clip, count: int, preset: FormatPreset, crf: 
     return EncodeResult(
         path=tmp, format=preset.name, mime=preset.mime, frames=written, width=out_w, height=out_h, fps=clip.fps,
         audio_seconds=round(track.seconds, 6) if track is not None else None,
-        audio_sample_rate=preset.audio.rate_for(track.rate) if track is not None else None, warnings=warnings,
+        audio_sample_rate=preset.audio.rate_for(track.rate) if track is not None and preset.audio else None,
+        warnings=warnings,
     )
 
 

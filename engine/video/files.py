@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from itertools import islice
@@ -163,7 +163,7 @@ class VideoFile:
         finally:
             frames.close()
 
-    def _decode_rgb(self) -> Iterator[np.ndarray]:
+    def _decode_rgb(self) -> Generator[np.ndarray, None, None]:
         if self._uses_pillow():
             from PIL import Image, ImageSequence
 
@@ -237,15 +237,16 @@ class VideoFile:
                              fix="Choose format 'auto' or 'mp4'.")
         tags = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
         in_memory = isinstance(path, io.BytesIO)
-        if self._can_copy_streams(codec_name) and not in_memory:
+        if self._can_copy_streams(codec_name) and not isinstance(path, io.BytesIO):
             self._copy_streams(Path(path), tags)
             return
         first, count = self._window().start, self.get_frame_count()
-        target = Path(host.temp_dir()) / f"refvideo_video_{os.getpid()}_{id(path)}.mp4" if in_memory else Path(path)
+        target = (Path(host.temp_dir()) / f"refvideo_video_{os.getpid()}_{id(path)}.mp4"
+                  if isinstance(path, io.BytesIO) else Path(path))
         try:  # decoded frames stream into the encoder: the clip is never held whole in memory
             encode_video(self._rgb_frames(), float(self.get_frame_rate()), target, frame_count=count,
                          audio=self._audio(first, first + count), metadata=tags, format=DEFAULT_FORMAT)
-            if in_memory:
+            if isinstance(path, io.BytesIO):
                 path.write(target.read_bytes())
         finally:
             if in_memory:

@@ -1,8 +1,8 @@
 """Join 2-6 clips into one sequence, with hard cuts or crossfades of N frames.
 
 Clips must share size, channels (single-channel clips are read as RGB) and frame rate;
-anything else is refused with the clip's input name and what to change. The result is written into one preallocated array, clip by
-clip, so memory is the output plus one frame of arithmetic.
+anything else is refused with the clip's input name and what to change. The result is written
+into one preallocated array, clip by clip, so memory is the output plus one frame of arithmetic.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...engine import host
 from ...engine.errors import Interrupted, RefVideoError
@@ -15,6 +15,9 @@ from ...engine.paths import API_WORKFLOWS_DIR
 from ..runner import RunResult, WorkflowInvalid, apply_overrides, execute, load_workflow
 from ..schema import object_info, parse_entry
 from .main import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, emit, error_entries
+
+if TYPE_CHECKING:
+    from ...nodes.common import NodeClass
 
 DEMO_WORKFLOW = API_WORKFLOWS_DIR / "demo_shot.json"
 
@@ -43,7 +46,7 @@ def register(commands: argparse._SubParsersAction, parent: argparse.ArgumentPars
     nodes.set_defaults(func=nodes_command)
 
 
-def node_classes() -> tuple[dict[str, type], dict[str, str], list[str]]:
+def node_classes() -> tuple[dict[str, type[NodeClass]], dict[str, str], list[str]]:
     from ...nodes import LOAD_ERRORS, NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
     return NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, LOAD_ERRORS
