@@ -24,6 +24,15 @@ Examples (one command each stays within 10 minutes on an H100)::
         --memory-cap-gb 24
     python benchmarks/bench_generation.py --tiny     # CPU check of this script with the tiny random pipeline
 
+``--context-parallel ulysses`` (or ``ring``) measures one shot spread over several GPUs instead:
+for each degree of ``--degrees`` (default 1,2,4,8) it launches ``torchrun --nproc-per-node D`` on
+this script, renders the same request with RefVideo's backend and the loader's ``parallel`` set
+(degree 1: parallel off, the peer), and prints seconds per step, the speed-up over degree 1 and
+the scaling efficiency (speed-up / degree). Degrees above the GPU count are listed as skipped::
+
+    python benchmarks/bench_generation.py --arch 14B --resolution 720p --steps 3 --context-parallel ulysses
+    python benchmarks/bench_generation.py --tiny --context-parallel ulysses   # CPU: checks that it runs
+
 Variants that cannot run here (GPU-only options on a CPU, a missing attention package) are
 listed as skipped with the reason. ``--json FILE`` writes every figure.
 """
@@ -53,12 +62,12 @@ if __package__ in (None, ""):  # run as a script from a checkout: import the pac
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from refvideo.engine import host  # noqa: E402
+from refvideo.engine import host, ranks  # noqa: E402
 from refvideo.engine.memory_plan import GIB, decide, tokens  # noqa: E402
 from refvideo.engine.references.reference import Reference, ReferenceSet  # noqa: E402
 from refvideo.engine.sizes import WAN_FRAMES, plan_render  # noqa: E402
 from refvideo.models import diffusers_loading as loading  # noqa: E402
-from refvideo.models import tiny_random, wan_vace  # noqa: E402
+from refvideo.models import context_parallel, tiny_random, wan_vace  # noqa: E402
 from refvideo.models.backend import RenderRequest  # noqa: E402
 from refvideo.models.spec import LoadOptions, ModelSpec, preset  # noqa: E402
 
@@ -87,6 +96,7 @@ VARIANTS: dict[str, dict] = {
 DEFAULT_GPU_VARIANTS = "plain,sdpa,sdpa-cudnn,sdpa-flash,flash-attn,sage,cfg-batch,model_offload,compile,default," \
                        "distill-4step"
 DEFAULT_TINY_VARIANTS = "plain,sdpa,cfg-batch,default,distill-4step,compile,model_offload"
+CP_ATTENTION = {"ulysses": "sdpa", "ring": "sdpa-cudnn"}  # ring needs a kernel that returns its log-sum-exp
 
 
 @dataclass
@@ -221,6 +231,7 @@ def run_variant(name: str, pipe, spec, plan, refs, steps: int, device: torch.dev
     loaded = loading.LoadedPipeline(pipe, device, "bf16" if device.type == "cuda" else "fp32", "none", "default", "off")
     loaded.attention = loading.apply_attention(pipe, options.attention, device)
     loaded.memory_mode = loading.place(pipe, options.memory_mode, device, warnings)
+    context_parallel.enable_pipeline(pipe, options.parallel)  # a no-op unless launched over several processes
     loaded.compile = loading.apply_compile(pipe, options.compile, device)
     backend = wan_vace.WanVaceBackend(loaded, spec, options)
     request = dict(references=refs, prompt=PROMPT, composed_prompt=PROMPT, negative_prompt=NEGATIVE, plan=plan,
@@ -309,6 +320,83 @@ def print_table(result: dict) -> None:
           "distill-4step at 4).")
 
 
+def accelerator_count() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def run_degrees(args: argparse.Namespace) -> int:
+    """``--context-parallel``: one torchrun per degree, then the scaling table (see the module docstring)."""
+    import subprocess
+    import tempfile
+
+    gpus = accelerator_count()
+    rows = []
+    worker_argv = ["--arch", args.arch, "--resolution", args.resolution, "--aspect", args.aspect, "--seconds",
+                   str(args.seconds), "--steps", str(args.steps), "--context-parallel", args.context_parallel,
+                   *(["--tiny"] if args.tiny else [])]
+    for degree in [int(d) for d in args.degrees.split(",")]:
+        row = {"degree": degree, "mode": "off" if degree == 1 else args.context_parallel}
+        if degree > max(gpus, 1):
+            row["skipped"] = f"needs {degree} GPUs (this machine has {gpus})"
+            rows.append(row)
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "worker.json"
+            command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(degree),
+                       str(Path(__file__).resolve()), *worker_argv, "--cp-worker", str(out)]
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if out.is_file():
+                row.update(json.loads(out.read_text()))
+            else:
+                row["skipped"] = f"failed: torchrun exited with {done.returncode}"
+        rows.append(row)
+        print(f"done: degree {degree}", file=sys.stderr, flush=True)
+    base = next((r for r in rows if r["degree"] == 1 and "per_step_s" in r), None)
+    for r in rows:
+        if base is not None and "per_step_s" in r:
+            r["speedup_vs_degree_1"] = round(base["per_step_s"] / r["per_step_s"], 3)
+            r["scaling_efficiency"] = round(r["speedup_vs_degree_1"] / r["degree"], 3)
+    result = {"arch": "tiny-random" if args.tiny else f"Wan2.1-VACE-{args.arch}", "resolution": args.resolution,
+              "device": device_name(torch.device("cuda")) if gpus else "cpu", "gpus": gpus,
+              "context_parallel": args.context_parallel, "steps": args.steps, "results": rows}
+    print(f"\n{result['arch']} {args.resolution}, parallel {args.context_parallel}, on {gpus} x {result['device']}")
+    print(f"{'degree':>6}{'mode':>9}{'s/step':>9}{'x step':>8}{'efficiency':>12}")
+    for r in rows:
+        if "per_step_s" not in r:
+            print(f"{r['degree']:>6}{r['mode']:>9}  skipped: {r['skipped']}")
+            continue
+        print(f"{r['degree']:>6}{r['mode']:>9}{r['per_step_s']:>9.3f}{r.get('speedup_vs_degree_1', 0):>8.2f}"
+              f"{r.get('scaling_efficiency', 0):>12.1%}")
+    print("x step: seconds per step at degree 1 (parallel off) / at this degree; efficiency: x step / degree.")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def cp_worker(args: argparse.Namespace, out: Path) -> int:
+    """One rank under torchrun: render with ``parallel`` set, rank 0 writes its seconds per step."""
+    ranks.ensure_process_group()
+    device = torch.device("cpu") if args.tiny else host.torch_device()
+    pipe, spec, _config, plan = build(args, device)
+    refs = ReferenceSet((reference_image(),))
+    mode = args.context_parallel if ranks.distributed() else "off"
+    attention = CP_ATTENTION[args.context_parallel]  # degree 1 runs the same kernel: like for like
+    name = f"context-parallel-{mode}"
+    VARIANTS[name] = {"attention": attention, "compile": "off", "cfg_batching": "off", "parallel": mode}
+    try:
+        context_parallel.plan_layout(mode, spec.arch, plan, 1, attention=attention)  # refuses a split that cannot be
+        free = loading.free_memory(device) if device.type != "cpu" else 64 * GIB
+        m = run_variant(name, pipe, spec, plan, refs, args.steps, device, free)
+        figures = {"per_step_s": round(m.per_step_s, 4), "wall_s": round(m.wall_s, 3),
+                   "peak_vram_gib": None if m.peak_vram_gib is None else round(m.peak_vram_gib, 2), "notes": m.notes}
+    except Exception as exc:  # noqa: BLE001 - reported as this degree's row
+        figures = {"skipped": f"failed: {type(exc).__name__}: {exc}"[:300]}
+    if ranks.is_main():
+        out.write_text(json.dumps(figures))
+    ranks.close_process_group()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", choices=("1.3B", "14B"), default="1.3B")
@@ -322,6 +410,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the GPU's dense bf16 peak for MFU (H100/H200: 989)")
     parser.add_argument("--tiny", action="store_true", help="CPU check with the tiny random pipeline")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    parser.add_argument("--context-parallel", choices=("ulysses", "ring"), default=None,
+                        help="measure one shot over 1..N GPUs (one torchrun per degree) instead of the variants")
+    parser.add_argument("--degrees", default="1,2,4,8", help="with --context-parallel: the process counts")
+    parser.add_argument("--cp-worker", type=Path, default=None, help=argparse.SUPPRESS)  # one rank, internal
     args = parser.parse_args(argv)
     args.resolution = args.resolution or ("144p" if args.tiny else "720p" if args.arch == "14B" else "480p")
     if args.tiny:
@@ -332,6 +424,10 @@ def main(argv: list[str] | None = None) -> int:
 
     diffusers_logging.set_verbosity_error()
     diffusers_logging.disable_progress_bar()
+    if args.context_parallel and args.cp_worker:
+        return cp_worker(args, args.cp_worker)
+    if args.context_parallel:
+        return run_degrees(args)
     device = torch.device("cpu") if args.tiny else host.torch_device()
     if device.type == "cuda" and args.memory_cap_gb:
         total = torch.cuda.get_device_properties(device).total_memory

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import ranks
 from .errors import Interrupted
 
 log = logging.getLogger("refvideo")
@@ -254,7 +255,7 @@ class Progress:
         utils = _comfy("comfy.utils")
         if utils is not None:
             self._comfy_bar = utils.ProgressBar(self.total)
-        elif _progress_enabled:
+        elif _progress_enabled and ranks.is_main():
             from tqdm import tqdm
 
             self._tqdm = tqdm(total=self.total, desc=description or None, leave=False, file=sys.stderr,
@@ -347,7 +348,7 @@ def torch_device() -> Any:
     if os.environ.get("REFVIDEO_DEVICE"):
         return torch.device(os.environ["REFVIDEO_DEVICE"])
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        return torch.device("cuda", ranks.local_rank()) if ranks.distributed() else torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")

@@ -50,6 +50,7 @@ class ArchFacts:
     text_hidden: int = 4096
     text_tokens: int = 512
     largest_leaf_params: int = 0
+    heads: int = 0  # attention heads (0 = unknown)
 
     @property
     def block_params(self) -> int:

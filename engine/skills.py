@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import host
+from . import host, ranks
 from .errors import InputError, StorageError
 from .library import UNCHANGED, optional_name, report_line, save_rule, stamps
 from .paths import contained, pack_version
@@ -176,7 +176,7 @@ def style_skill(*, saved_skill: str = NONE, style: str = "", negative: str = "",
     if result.names:
         lines.insert(0, f"Skills: {' -> '.join(result.names)}")
     if save_name:
-        path, status = save_skill(result, save_name, overwrite=overwrite)
+        path, status = ranks.on_main(lambda: save_skill(result, save_name, overwrite=overwrite), share=True)  # rank 0 writes
         result = StyleDirection(names=(path.stem,), style=result.style, negative=result.negative,
                                 camera=result.camera, defaults=dict(result.defaults))
         lines.append(report_line(status, kind=KIND, name=path.stem, where=path))

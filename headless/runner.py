@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..engine import host
+from ..engine import host, ranks
 from ..engine.errors import InputError, RefVideoError
 from ..engine.paths import API_WORKFLOWS_DIR, WORKFLOWS_DIR, is_within
 from .schema import InputSpec, NodeSchema, coerce, node_schema, parse_text_value, types_match
@@ -294,9 +294,15 @@ def _id_key(node_id: str) -> tuple:
 # --------------------------------------------------------------------------- execution
 
 
-def execution_order(workflow: Workflow, classes: Mapping[str, type[NodeClass]]) -> list[str]:
-    """The nodes that the output nodes need, each after the nodes it reads from."""
-    outputs = [nid for nid, n in workflow.items() if getattr(classes[n["class_type"]], "OUTPUT_NODE", False)]
+def execution_order(workflow: Workflow, classes: Mapping[str, type[NodeClass]], *,
+                    every_rank_only: bool = False) -> list[str]:
+    """The nodes that the output nodes need, each after the nodes it reads from.
+
+    With ``every_rank_only`` (ranks other than 0 under torchrun), the nodes that every rank runs
+    (``RUNS_ON_EVERY_RANK``, the sampler) and what they need: nothing after them, so no file is written.
+    """
+    marker = "RUNS_ON_EVERY_RANK" if every_rank_only else "OUTPUT_NODE"
+    outputs = [nid for nid, n in workflow.items() if getattr(classes[n["class_type"]], marker, False)]
     order: list[str] = []
     seen: set[str] = set()
 
@@ -328,7 +334,7 @@ def execute(
         raise WorkflowInvalid(problems)
     result = RunResult(prompt_id=str(uuid.uuid4()))
     values: dict[str, list[list]] = {}
-    for node_id in execution_order(workflow, classes):
+    for node_id in execution_order(workflow, classes, every_rank_only=not ranks.is_main()):
         host.check_interrupt()
         node = workflow[node_id]
         cls = classes[node["class_type"]]

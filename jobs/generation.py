@@ -21,17 +21,20 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import host
+from ..engine import host, ranks
 from ..engine.errors import GenerationError, InputError, RefVideoError, is_out_of_memory
 from ..engine.frames import image_batch, resize_frames
 from ..engine.paths import pack_version
 from ..engine.prompting import ComposedPrompt, compose_prompt
+from ..engine.ranks import OFF, Layout
 from ..engine.references.reference import MAX_REFERENCES, ROLES, Reference, ReferenceSet
 from ..engine.seeds import check_seed
 from ..engine.sizes import (
     DEFAULT_ASPECT,
     DEFAULT_RESOLUTION,
     DEFAULT_SECONDS,
+    MAX_SECONDS,
+    MIN_SECONDS,
     RESOLUTIONS,
     UPSCALE_1080,
     RenderPlan,
@@ -92,6 +95,7 @@ class Job:
     memory: Any
     budget: Any
     warnings: list[str] = field(default_factory=list)
+    layout: Layout = field(default_factory=Layout)
 
 
 @dataclass
@@ -139,10 +143,11 @@ def prepare(inputs: SamplerInputs) -> Job:
                               negative=negative)
     pasted = sum(1 for r in refs if r.role in spec.roles)
     memory = plan_memory(handle, spec, plan, pasted, guidance)
+    handle, layout, parallel_notes = plan_parallel(handle, spec, plan, pasted)
     job = Job(handle=handle, spec=spec, references=refs, prompt=prompt, composed=composed, plan=plan, seed=seed,
               steps=steps, guidance=guidance, sources=sources, style=style, camera=camera, first_frames=first,
-              control_video=control, memory=memory, budget=inputs.budget)
-    job.warnings = collect_warnings(job)
+              control_video=control, memory=memory, budget=inputs.budget, layout=layout)
+    job.warnings = [*collect_warnings(job), *parallel_notes]
     return job
 
 
@@ -333,6 +338,50 @@ def plan_memory(handle: Any, spec: Any, plan: RenderPlan, references: int, guida
                   guidance=guidance)
 
 
+def plan_parallel(handle: Any, spec: Any, plan: RenderPlan, references: int) -> tuple[Any, Layout, list[str]]:
+    """How this render spreads over the launched processes, with notes; refuses a layout that cannot split.
+
+    ``parallel`` on in a single process renders as off (the handle returned says so).
+    """
+    mode, degree = handle.options.parallel, ranks.world_size()
+    if mode == OFF or not spec.needs_weights:
+        notes = [f"{spec.name} does not use parallel '{mode}'; it was ignored."] if mode != OFF else []
+        if degree > 1:
+            notes.append(f"each of the {degree} processes rendered the whole clip (parallel is off); only the first "
+                         "wrote it.")
+        return handle, Layout(), notes
+    if degree < 2:
+        return handle.with_options(parallel=OFF), Layout(), [
+            (f"parallel '{mode}' needs several processes (torchrun --nproc-per-node N -m refvideo run WORKFLOW); "
+             "this single process rendered it as off.")]
+    from ..models import context_parallel as cp
+    from ..models.diffusers_loading import attention_name
+
+    attention = attention_name(handle.options.attention, host.torch_device())
+    layout = cp.plan_layout(mode, spec.arch, plan, references, attention=attention, degree=degree,
+                            alternatives=parallel_alternatives(spec, handle.options, plan))
+    cp.check_devices()
+    return handle, layout, []
+
+
+def parallel_alternatives(spec: Any, options: Any, plan: RenderPlan) -> list[tuple[str, RenderPlan]]:
+    """Nearby renders to suggest when a layout does not split: other durations first, then other resolutions."""
+    seconds = sorted((MIN_SECONDS + 0.25 * i for i in range(int((MAX_SECONDS - MIN_SECONDS) / 0.25) + 1)),
+                     key=lambda s: abs(s - plan.requested_seconds))
+    found: list[tuple[str, RenderPlan]] = []
+    frames = {plan.frames}
+    for s in seconds:
+        other = plan_for(spec, options, plan.resolution, plan.aspect, s)
+        if other.frames not in frames:
+            frames.add(other.frames)
+            found.append((f"duration {s:g} s ({other.frames} frames)", other))
+    for resolution in spec.resolutions:
+        if resolution != plan.resolution:
+            other = plan_for(spec, options, resolution, plan.aspect, plan.requested_seconds)
+            found.append((f"resolution {resolution} ({other.width}x{other.height})", other))
+    return found
+
+
 def collect_warnings(job: Job) -> list[str]:
     """What the user should know about this render (also shown in the generation info)."""
     spec, plan, options = job.spec, job.plan, job.handle.options
@@ -381,7 +430,7 @@ def _preset_warnings(options: Any) -> list[str]:
 
 def run(job: Job) -> Generation:
     """Reserve, load, render, check and commit; release on any failure or interrupt."""
-    reservation = _reserve(job)
+    reservation = ranks.on_main(lambda: _reserve(job))  # only the main rank touches the ledger
     started = time.perf_counter()
     timings: dict[str, float] = {}
     try:
@@ -535,6 +584,7 @@ def build_info(job: Job, backend_info: dict, timings: dict) -> dict:
         "first_frames": 0 if job.first_frames is None else int(len(job.first_frames)),
         "control_video": 0 if job.control_video is None else int(len(job.control_video)),
         "memory": job.memory.describe(),
+        "parallel": job.layout.describe(),
         "options": options.describe(),
         "timings": {**{k: round(v, 4) for k, v in timings.items()}, **(lifted["timings"] or {})},
         "peak_memory": lifted["peak_memory"],

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..engine import host
+from ..engine import host, ranks
 from ..engine.errors import InputError
 from ..engine.frames import fit_box
 from ..engine.library import optional_name, report_line
@@ -189,7 +189,8 @@ def load_saved(name: str, *, strict: bool = False) -> Prepared:
 
 def save_prepared(prepared: Prepared, name: str, *, overwrite: bool) -> Prepared:
     """Save a prepared set under ``name``: the set gets the name and the report says what happened."""
-    folder, status = save_set(prepared.references, name, overwrite=overwrite, backgrounds=list(prepared.backgrounds))
+    folder, status = ranks.on_main(lambda: save_set(prepared.references, name, overwrite=overwrite,  # rank 0 writes
+                                                     backgrounds=list(prepared.backgrounds)), share=True)
     named = ReferenceSet(prepared.references.references, name=folder.name, findings=prepared.references.findings)
     line = report_line(status, kind=SET_KIND, name=folder.name, where=folder)
     return replace(prepared, references=named, report=f"{prepared.report}\n{line}")

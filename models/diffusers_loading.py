@@ -246,6 +246,9 @@ def prepare(pipe: Any, options: LoadOptions, *, device: Any, dtype: str, lora: P
     loaded.memory_mode = place(pipe, options.memory_mode, device, loaded.warnings)
     if options.vae_tiling:
         pipe.vae.enable_tiling()
+    from .context_parallel import enable_pipeline  # its hooks go in before compiling
+
+    enable_pipeline(pipe, options.parallel)
     loaded.compile = apply_compile(pipe, options.compile, device)
     pipe.set_progress_bar_config(disable=True)
     return loaded
@@ -291,6 +294,15 @@ def apply_attention(pipe: Any, choice: str, device: Any) -> str:
             raise InputError(f"attention backend '{choice}' is not available here ({exc}).", input="attention",
                              fix="Choose 'auto' or 'sdpa'.") from exc
     return backend
+
+
+def attention_name(choice: str, device: Any) -> str:
+    """The loader's attention choice with ``auto`` resolved for ``device``, as :func:`apply_attention` does."""
+    if choice != "auto":
+        return choice
+    backend = _auto_attention(device)
+    names = [name for name, entry in presets_data()["attention"].items() if entry["backend"] == backend]
+    return names[0] if backend and names else "sdpa"
 
 
 def _auto_attention(device: Any) -> str | None:

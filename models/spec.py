@@ -21,6 +21,7 @@ MEMORY_MODES: tuple[str, ...] = ("auto", "none", "model_offload", "group_offload
 COMPILE_MODES: tuple[str, ...] = ("auto", "off", "blocks", "full")
 CFG_BATCHING: tuple[str, ...] = ("auto", "on", "off")
 HD_STRATEGIES: tuple[str, ...] = ("auto", "crop", "upscale")
+PARALLEL_MODES: tuple[str, ...] = ("off", "ulysses", "ring")  # context parallelism (models/context_parallel.py)
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,12 @@ class LoadOptions:
     hd_strategy: str = "auto"
     match_frames_of: str = "auto"
     keep_loaded: bool = True
+    parallel: str = "off"  # context parallelism over the torchrun processes: off, ulysses, ring
 
     def __post_init__(self) -> None:
         for name, allowed in (("dtype", DTYPES), ("memory_mode", MEMORY_MODES), ("compile", COMPILE_MODES),
-                              ("cfg_batching", CFG_BATCHING), ("hd_strategy", HD_STRATEGIES)):
+                              ("cfg_batching", CFG_BATCHING), ("hd_strategy", HD_STRATEGIES),
+                              ("parallel", PARALLEL_MODES)):
             value = getattr(self, name)
             if value not in allowed:
                 raise InputError(f"'{value}' is not a valid choice.", input=name,
@@ -80,7 +83,7 @@ class LoadOptions:
     def load_key(self) -> tuple:
         """What changes the loaded weights or their placement (the pipeline cache key)."""
         return (self.dtype, self.memory_mode, self.vae_tiling, self.attention, self.compile,
-                self.lora, round(float(self.lora_strength), 6))
+                self.lora, round(float(self.lora_strength), 6), self.parallel)
 
     def with_(self, **changes) -> LoadOptions:
         return replace(self, **changes)

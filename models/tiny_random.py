@@ -37,7 +37,7 @@ SPEC = ModelSpec(
     description="TEST ONLY: a tiny Wan VACE pipeline with seeded random weights; its output is noise.",
     arch=ArchFacts(text_encoder_params=22_240, transformer_params=59_408, vae_params=8_025, blocks=3, hidden=24,
                    ffn=32, control_layers=2, vae_base_dim=2, text_layers=2, text_hidden=TEXT_DIM,
-                   largest_leaf_params=9_216),
+                   largest_leaf_params=9_216, heads=2),
 )
 
 

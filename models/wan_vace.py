@@ -102,7 +102,7 @@ def _facts(tr: dict, vae: dict, te: dict, counts: dict[str, int], largest: int) 
         patch=tuple(tr.get("patch_size", (1, 2, 2))), vae_temporal=2 ** sum(bool(x) for x in downsample),
         vae_spatial=2 ** len(downsample), vae_base_dim=int(vae.get("base_dim", 96)),
         text_layers=int(te.get("num_layers", 24)), text_hidden=int(te.get("d_model", 4096)),
-        text_tokens=MAX_SEQUENCE_LENGTH, largest_leaf_params=largest)
+        text_tokens=MAX_SEQUENCE_LENGTH, largest_leaf_params=largest, heads=int(tr.get("num_attention_heads", 12)))
 
 
 # --------------------------------------------------------------------------- spec (no loading)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..engine import ranks
 from ..engine.credits.budget import plan_budget
 from ..engine.credits.ledger import DEFAULT_ACCOUNT
 from ..engine.credits.pricing import LEDGER_INTEGER_LIMIT, MAX_CLIPS
@@ -52,9 +53,10 @@ class CreditMeter:
 
     def meter(self, resolution: str, duration: float, audio: bool, clips: int, account: str, budget_cap: int,
               model: Any = None) -> dict[str, Any]:
-        budget = plan_budget(model=model, resolution=resolution, seconds=duration, audio=audio, clips=clips,
-                             account=account, cap=budget_cap)
-        report = budget.report()
+        # under torchrun only rank 0 reads and holds the ledger; a refusal there stops every rank
+        budget = ranks.on_main(lambda: plan_budget(model=model, resolution=resolution, seconds=duration, audio=audio,
+                                                   clips=clips, account=account, cap=budget_cap))
+        report = budget.report() if budget is not None else f"Credits are metered by rank 0 (this is {ranks.rank()})."
         return with_ui((budget, report), report)
 
 

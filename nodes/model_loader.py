@@ -11,6 +11,7 @@ from ..models.spec import (
     DTYPES,
     HD_STRATEGIES,
     MEMORY_MODES,
+    PARALLEL_MODES,
     LoadOptions,
     attention_names,
     preset_names,
@@ -78,17 +79,23 @@ class RefVideoModelLoader:
                 "keep_loaded": ("BOOLEAN", {"default": True,
                                 "tooltip": "Keep the weights loaded after the run (faster next run); off frees the "
                                            "memory when the clip is done."}),
+                "parallel": (list(PARALLEL_MODES), {"default": "off",
+                             "tooltip": "Spread one shot over several GPUs, one process each, launched with "
+                                        "'torchrun --nproc-per-node N -m refvideo run WORKFLOW'. ulysses: fastest "
+                                        "with NVLink; ring: any attention kernel that returns its log-sum-exp. "
+                                        "In a single process it renders as off (see docs/models.md)."}),
             },
         }
 
     def load(self, model: str, preset: str = "default", lora: str = "none", lora_strength: float = 1.0,
              dtype: str = "auto", memory_mode: str = "auto", vae_tiling: bool = False, attention: str = "auto",
              compile: str = "auto", cfg_batching: str = "auto", hd_strategy: str = "auto",
-             match_frames_of: str = registry.AUTO_TARGET, keep_loaded: bool = True) -> dict[str, Any]:
+             match_frames_of: str = registry.AUTO_TARGET, keep_loaded: bool = True,
+             parallel: str = "off") -> dict[str, Any]:
         options = LoadOptions(preset=preset, dtype=dtype, memory_mode=memory_mode, vae_tiling=vae_tiling,
                               attention=attention, compile=compile, cfg_batching=cfg_batching, lora=lora,
                               lora_strength=lora_strength, hd_strategy=hd_strategy, match_frames_of=match_frames_of,
-                              keep_loaded=keep_loaded)
+                              keep_loaded=keep_loaded, parallel=parallel)
         handle = registry.resolve(model, options)
         report = registry.report(handle)
         return with_ui((handle, report), report)

@@ -36,6 +36,7 @@ class RefVideoSampler:
                    "everything needed to render the shot again.")
     RETURN_TYPES = ("IMAGE", "FLOAT", "STRING")
     RETURN_NAMES = ("frames", "fps", "generation_info")
+    RUNS_ON_EVERY_RANK = True  # under torchrun every process renders (parallel shares the work); rank 0 writes
     OUTPUT_TOOLTIPS = ("The clip's frames [frames, height, width, 3] at the delivered size.",
                        "The clip's frame rate (the model's native fps).",
                        "JSON: model, seed, steps, prompts, references, requested and rendered size/frames, "

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...engine import host
-from ...engine.errors import Interrupted, RefVideoError
+from ...engine import host, ranks
+from ...engine.errors import InputError, Interrupted, RefVideoError
 from ...engine.paths import API_WORKFLOWS_DIR
 from ..runner import RunResult, WorkflowInvalid, apply_overrides, execute, load_workflow
 from ..schema import object_info, parse_entry
@@ -88,15 +88,21 @@ def run_workflow(path: Path, *, overrides: list[str], inputs: list[str], output_
     if output_dir:
         host.configure(comfyui_dir=host.settings()["comfyui_dir"], output_dir=output_dir)
     if server:
+        if ranks.distributed():
+            raise InputError("--server sends the workflow to a ComfyUI server, which cannot share it between "
+                             "processes.", input="server", fix="Launch 'refvideo run --server ...' without torchrun.")
         return _run_on_server(server, workflow, inputs, extra, quiet)
     from ..inputs import bring_inputs, point_inputs_at
 
-    renamed = bring_inputs(inputs, host.input_dir()) if inputs else {}
+    # under torchrun rank 0 copies the inputs and every rank reads the names it stored
+    renamed = (ranks.on_main(lambda: bring_inputs(inputs, host.input_dir()), share=True) or {}) if inputs else {}
     for node_id, name, stored in point_inputs_at(workflow, renamed):
-        print(f"refvideo: node {node_id} input '{name}' now reads '{stored}' (a different file of the same "
-              "name was already in the input folder)", file=sys.stderr)
+        if ranks.is_main():
+            print(f"refvideo: node {node_id} input '{name}' now reads '{stored}' (a different file of the same "
+                  "name was already in the input folder)", file=sys.stderr)
     try:
-        return execute(workflow, classes, extra_pnginfo=extra, on_node=None if quiet else _print_node)
+        return execute(workflow, classes, extra_pnginfo=extra,
+                       on_node=None if quiet or not ranks.is_main() else _print_node)
     except WorkflowInvalid as exc:
         if load_errors:
             exc.problems[0].message += f" (some RefVideo nodes failed to load: {'; '.join(load_errors)})"
@@ -135,8 +141,17 @@ def _run_on_server(server: str, workflow: dict, inputs: list[str], extra: dict |
 
 
 def run_command(args: argparse.Namespace) -> int:
+    """``refvideo run``; under ``torchrun --nproc-per-node N`` every rank runs it and only rank 0 reports."""
+    try:
+        return _run_command(args)
+    finally:
+        ranks.close_process_group()
+
+
+def _run_command(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
+        ranks.ensure_process_group()  # first, so that each rank takes its own GPU before anything loads
         result = run_workflow(Path(args.workflow), overrides=args.set, inputs=args.input,
                               output_dir=args.output_dir, server=args.server, quiet=args.json)
     except (Interrupted, KeyboardInterrupt) as exc:
@@ -146,6 +161,8 @@ def run_command(args: argparse.Namespace) -> int:
         return _fail(args, exc, exc.exit_code, started)
     except Exception as exc:  # a bug or an environment problem: reported in the same shape, exit 1
         return _fail(args, exc, EXIT_FAILED, started)
+    if not ranks.is_main():
+        return EXIT_OK
     files = [str(p) for paths in result.files.values() for p in paths]
     emit(args, _run_payload(True, result.files, time.perf_counter() - started, []),
          "\n".join(files) if files else "refvideo: the workflow ran and wrote no files.")
@@ -153,6 +170,12 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _fail(args: argparse.Namespace, exc: BaseException, code: int, started: float) -> int:
+    if not ranks.is_main():
+        # rank 0 reports refusals (every rank checks the same inputs) and what it shared; a failure
+        # while running may be this rank's own (e.g. its GPU ran out of memory), so it is printed
+        if code == EXIT_FAILED and not ranks.shared_from_main(exc):
+            print(f"refvideo (rank {ranks.rank()}): error: {exc}", file=sys.stderr)
+        return code
     errors = error_entries(exc)
     if args.json:
         emit(args, _run_payload(False, {}, time.perf_counter() - started, errors))
