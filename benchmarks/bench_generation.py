@@ -66,8 +66,8 @@ from refvideo.engine import host, ranks  # noqa: E402
 from refvideo.engine.memory_plan import GIB, decide, tokens  # noqa: E402
 from refvideo.engine.references.reference import Reference, ReferenceSet  # noqa: E402
 from refvideo.engine.sizes import WAN_FRAMES, plan_render  # noqa: E402
-from refvideo.models import diffusers_loading as loading  # noqa: E402
 from refvideo.models import context_parallel, tiny_random, wan_vace  # noqa: E402
+from refvideo.models import diffusers_loading as loading  # noqa: E402
 from refvideo.models.backend import RenderRequest  # noqa: E402
 from refvideo.models.spec import LoadOptions, ModelSpec, preset  # noqa: E402
 

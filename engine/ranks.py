@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from . import errors
 from .errors import RefVideoError
@@ -110,14 +110,22 @@ def close_process_group() -> None:
         dist.destroy_process_group()
 
 
-def on_main(step: Callable[[], T], *, share: bool = False) -> T | None:
+def on_main(step: Callable[[], T]) -> T | None:
     """Run ``step`` on rank 0 only and give every rank its outcome.
 
-    Rank 0 gets ``step()``'s value; the other ranks get the same value when ``share`` (it
-    must then be plain data) and None otherwise. A :class:`RefVideoError` raised on rank 0
-    is raised on every rank (the same type, message, input and fix), so all stop together.
-    Alone, this is just ``step()``.
+    Rank 0 gets ``step()``'s value, the other ranks None. A :class:`RefVideoError` raised on
+    rank 0 is raised on every rank (the same type, message, input and fix), so all stop
+    together. Alone, this is just ``step()``.
     """
+    return _run_on_main(step, share=False)
+
+
+def on_main_shared(step: Callable[[], T]) -> T:
+    """:func:`on_main`, and every rank gets rank 0's value (plain data: it is sent to them)."""
+    return cast(T, _run_on_main(step, share=True))
+
+
+def _run_on_main(step: Callable[[], T], *, share: bool) -> T | None:
     if not distributed():
         return step()
     ensure_process_group()
@@ -164,7 +172,7 @@ def _rebuild(error: dict[str, Any]) -> RefVideoError:
         cls = RefVideoError
     exc = RefVideoError.__new__(cls)
     RefVideoError.__init__(exc, error["message"], input=error.get("input"), fix=error.get("fix") or "")
-    exc.from_main = True  # type: ignore[attr-defined]
+    exc.from_main = True
     return exc
 
 

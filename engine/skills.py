@@ -176,7 +176,8 @@ def style_skill(*, saved_skill: str = NONE, style: str = "", negative: str = "",
     if result.names:
         lines.insert(0, f"Skills: {' -> '.join(result.names)}")
     if save_name:
-        path, status = ranks.on_main(lambda: save_skill(result, save_name, overwrite=overwrite), share=True)  # rank 0 writes
+        # under torchrun rank 0 writes and every rank gets where
+        path, status = ranks.on_main_shared(lambda: save_skill(result, save_name, overwrite=overwrite))
         result = StyleDirection(names=(path.stem,), style=result.style, negative=result.negative,
                                 camera=result.camera, defaults=dict(result.defaults))
         lines.append(report_line(status, kind=KIND, name=path.stem, where=path))

@@ -189,8 +189,9 @@ def load_saved(name: str, *, strict: bool = False) -> Prepared:
 
 def save_prepared(prepared: Prepared, name: str, *, overwrite: bool) -> Prepared:
     """Save a prepared set under ``name``: the set gets the name and the report says what happened."""
-    folder, status = ranks.on_main(lambda: save_set(prepared.references, name, overwrite=overwrite,  # rank 0 writes
-                                                     backgrounds=list(prepared.backgrounds)), share=True)
+    # under torchrun rank 0 writes and every rank gets where
+    folder, status = ranks.on_main_shared(lambda: save_set(prepared.references, name, overwrite=overwrite,
+                                                            backgrounds=list(prepared.backgrounds)))
     named = ReferenceSet(prepared.references.references, name=folder.name, findings=prepared.references.findings)
     line = report_line(status, kind=SET_KIND, name=folder.name, where=folder)
     return replace(prepared, references=named, report=f"{prepared.report}\n{line}")

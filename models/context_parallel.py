@@ -52,7 +52,8 @@ def vace_plan() -> dict[str, Any]:
 
 def check_mode(mode: str) -> str:
     if mode not in MODES:
-        raise InputError(f"'{mode}' is not a parallel mode.", input="parallel", fix=f"Choose one of {', '.join(MODES)}.")
+        raise InputError(f"'{mode}' is not a parallel mode.", input="parallel",
+                         fix=f"Choose one of {', '.join(MODES)}.")
     return mode
 
 

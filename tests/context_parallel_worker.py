@@ -52,6 +52,7 @@ def install_cpu_ring_attention() -> None:
 
 def transformer():
     from diffusers import WanVACETransformer3DModel
+
     from refvideo.models.tiny_random import TRANSFORMER
 
     torch.manual_seed(0)

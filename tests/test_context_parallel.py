@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from refvideo.engine import ranks
 from refvideo.engine.errors import InputError, RefVideoError
 from refvideo.engine.references.reference import Reference, ReferenceSet
@@ -289,7 +290,8 @@ def test_torchrun_renders_the_same_frames_as_one_process_written_and_charged_onc
     assert balance2 == balance1 < 5000 and len(history2) == len(history1)  # charged once, as one process is
     assert written2 == written1 and len([f for f in written2 if f.endswith(".png")]) == 21  # one set of files
     assert np.array_equal(frames_of(folder1), frames_of(folder2))
-    layouts = [json.loads(json.loads((f / "metadata.json").read_text())["refvideo"])["parallel"] for f in (folder1, folder2)]
+    infos = [json.loads(json.loads((f / "metadata.json").read_text())["refvideo"]) for f in (folder1, folder2)]
+    layouts = [info["parallel"] for info in infos]
     assert layouts[0]["degree"] == 1 and (layouts[1]["mode"], layouts[1]["degree"]) == ("ulysses", 2)
     assert layouts[1]["tokens"] == 2 * layouts[1]["tokens_per_rank"] > 0
 

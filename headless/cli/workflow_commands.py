@@ -95,7 +95,7 @@ def run_workflow(path: Path, *, overrides: list[str], inputs: list[str], output_
     from ..inputs import bring_inputs, point_inputs_at
 
     # under torchrun rank 0 copies the inputs and every rank reads the names it stored
-    renamed = (ranks.on_main(lambda: bring_inputs(inputs, host.input_dir()), share=True) or {}) if inputs else {}
+    renamed = ranks.on_main_shared(lambda: bring_inputs(inputs, host.input_dir())) if inputs else {}
     for node_id, name, stored in point_inputs_at(workflow, renamed):
         if ranks.is_main():
             print(f"refvideo: node {node_id} input '{name}' now reads '{stored}' (a different file of the same "
