@@ -48,6 +48,8 @@ def torchrun(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Comp
 def child_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env.update(OMP_NUM_THREADS="1", DIFFUSERS_VERBOSITY="error", **extra)
+    if sys.platform.startswith("linux"):
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # loopback: no need for the host name to resolve
     return env
 
 
