@@ -376,7 +376,7 @@ def run_degrees(args: argparse.Namespace) -> int:
 def cp_worker(args: argparse.Namespace, out: Path) -> int:
     """One rank under torchrun: render with ``parallel`` set, rank 0 writes its seconds per step."""
     ranks.ensure_process_group()
-    device = torch.device("cpu") if args.tiny else host.torch_device()
+    device = host.torch_device()  # each rank's own GPU (the CPU without one: degree 1 only)
     pipe, spec, _config, plan = build(args, device)
     refs = ReferenceSet((reference_image(),))
     mode = args.context_parallel if ranks.distributed() else "off"
