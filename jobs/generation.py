@@ -314,9 +314,9 @@ def check_frames_input(value: Any, plan: RenderPlan, name: str) -> np.ndarray | 
 
 def parse_camera(prompt: str, style: StyleDirection | None, refs: ReferenceSet) -> Any:
     """The camera path of the shot (the style's camera habit applies when the prompt names none)."""
-    from ..engine.camera.path import parse_shot, reference_targets
+    from ..engine.camera.path import parse_shot_for
 
-    return parse_shot(prompt, default_camera=style.camera if style else "", targets=reference_targets(refs))
+    return parse_shot_for(prompt, refs, default_camera=style.camera if style else "")
 
 
 def plan_memory(handle: Any, spec: Any, plan: RenderPlan, references: int, guidance: float) -> Any:

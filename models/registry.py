@@ -157,7 +157,7 @@ class ModelHandle:
         """Load (or take from the cache) and return the backend that renders with this model."""
         if self.name == PREVIZ:
             previz = _import_previz()
-            return previz.PrevizBackend()
+            return previz.PrevizBackend(render=self.options.render)
         if self.name == TINY_RANDOM:
             from . import tiny_random
 
@@ -255,6 +255,9 @@ def report(handle: ModelHandle) -> str:
              f"guidance {spec.default_guidance:g}; preset '{handle.options.preset}'."]
     if handle.options.lora != "none":
         lines.append(f"LoRA: {handle.options.lora} at {handle.options.lora_strength:g}.")
+    if handle.options.render != "animatic":
+        lines.append(f"Render: {handle.options.render} (a control video for a diffusion sampler's control_video)."
+                     if handle.name == PREVIZ else f"render '{handle.options.render}' applies to previz only.")
     if spec.test_only:
         lines.append("TEST ONLY: random weights, the output is noise.")
     return "\n".join(lines)

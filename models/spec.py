@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 
 from ..engine.errors import InputError
 from ..engine.memory_plan import ArchFacts
+from ..engine.previz.render import OUTPUTS as RENDERS
 from ..engine.sizes import RESOLUTIONS, WAN_FRAMES, FrameRule
 from ..engine.storage import read_data
 
@@ -63,11 +64,13 @@ class LoadOptions:
     match_frames_of: str = "auto"
     keep_loaded: bool = True
     parallel: str = "off"  # context parallelism over the torchrun processes: off, ulysses, ring
+    render: str = "animatic"  # previz only: what the sampler's frames hold (animatic, depth, layout)
 
     def __post_init__(self) -> None:
         for name, allowed in (("dtype", DTYPES), ("memory_mode", MEMORY_MODES), ("compile", COMPILE_MODES),
                               ("cfg_batching", CFG_BATCHING), ("hd_strategy", HD_STRATEGIES),
-                              ("parallel", PARALLEL_MODES)):
+                              ("parallel", PARALLEL_MODES),
+                              ("render", RENDERS)):
             value = getattr(self, name)
             if value not in allowed:
                 raise InputError(f"'{value}' is not a valid choice.", input=name,

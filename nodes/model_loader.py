@@ -12,6 +12,7 @@ from ..models.spec import (
     HD_STRATEGIES,
     MEMORY_MODES,
     PARALLEL_MODES,
+    RENDERS,
     LoadOptions,
     attention_names,
     preset_names,
@@ -84,6 +85,10 @@ class RefVideoModelLoader:
                                         "'torchrun --nproc-per-node N -m refvideo run WORKFLOW'. ulysses: fastest "
                                         "with NVLink; ring: any attention kernel that returns its log-sum-exp. "
                                         "In a single process it renders as off (see docs/models.md)."}),
+                "render": (list(RENDERS), {"default": "animatic",
+                           "tooltip": "previz only: what the sampler's frames hold. animatic: the picture. depth: "
+                                      "a depth video (near = bright) and layout: flat-coloured silhouettes, both "
+                                      "control videos for a diffusion model's control_video."}),
             },
         }
 
@@ -91,11 +96,11 @@ class RefVideoModelLoader:
              dtype: str = "auto", memory_mode: str = "auto", vae_tiling: bool = False, attention: str = "auto",
              compile: str = "auto", cfg_batching: str = "auto", hd_strategy: str = "auto",
              match_frames_of: str = registry.AUTO_TARGET, keep_loaded: bool = True,
-             parallel: str = "off") -> dict[str, Any]:
+             parallel: str = "off", render: str = "animatic") -> dict[str, Any]:
         options = LoadOptions(preset=preset, dtype=dtype, memory_mode=memory_mode, vae_tiling=vae_tiling,
                               attention=attention, compile=compile, cfg_batching=cfg_batching, lora=lora,
                               lora_strength=lora_strength, hd_strategy=hd_strategy, match_frames_of=match_frames_of,
-                              keep_loaded=keep_loaded, parallel=parallel)
+                              keep_loaded=keep_loaded, parallel=parallel, render=render)
         handle = registry.resolve(model, options)
         report = registry.report(handle)
         return with_ui((handle, report), report)

@@ -203,3 +203,66 @@ def test_clause_initial_moves_are_instructions():
     camera = parse_shot("The camera tracks left with Mara along the pier, then pans right to the lighthouse")
     assert kinds(camera) == [("truck", "left"), ("pan", "right")]
     assert kinds(parse_shot("Mara looks up. Tilt up.")) == [("tilt", "up")]
+
+
+# --------------------------------------------------------------------------- the action, read by the same grammar
+
+CAST = ReferenceSet((Reference(np.zeros((8, 8, 3), np.float32), np.ones((8, 8), np.float32), "character", "Mara"),
+                     Reference(np.zeros((8, 8, 3), np.float32), np.ones((8, 8), np.float32), "prop", "brass lantern")))
+
+
+def actions(text: str) -> list[tuple]:
+    from refvideo.engine.camera.path import parse_shot_for
+
+    return [(a.kind, a.actor, a.target, a.origin, a.prop, a.channel, a.level)
+            for a in parse_shot_for(text, CAST).actions]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Mara walks from the left of frame to the right", [("walk", "Mara", "right", "left", "", "", 0.0)]),
+    ("Mara enters from the right", [("enter", "Mara", "", "right", "", "", 0.0)]),
+    ("She enters frame left", [("enter", "", "", "left", "", "", 0.0)]),
+    ("Mara exits to the left", [("exit", "Mara", "left", "", "", "", 0.0)]),
+    ("Mara runs off to the right", [("exit", "Mara", "right", "", "", "", 0.0)]),
+    ("Mara walks towards the camera", [("walk", "Mara", "camera", "", "", "", 0.0)]),
+    ("the woman strolls into the background", [("walk", "", "background", "", "", "", 0.0)]),
+    ("Mara turns to face the camera", [("turn", "Mara", "camera", "", "", "", 0.0)]),
+    ("Mara turns from the water to face the camera", [("turn", "Mara", "camera", "away", "", "", 0.0)]),
+    ("Mara turns away", [("turn", "Mara", "away", "", "", "", 0.0)]),
+    ("Mara stops", [("stop", "Mara", "", "", "", "", 0.0)]),
+    ("Mara lifts the lantern", [("lift", "Mara", "", "", "brass lantern", "", 0.0)]),
+    ("Mara, the brass lantern raised in her hand", [("lift", "Mara", "", "", "brass lantern", "", 0.0)]),
+    ("Mara carries it to the centre", [("carry", "Mara", "centre", "", "", "", 0.0)]),
+    ("the harbour lamps come on", [("environment", "", "", "", "", "lights", 1.0)]),
+    ("the lights go out", [("environment", "", "", "", "", "lights", 0.0)]),
+    ("night falls", [("environment", "", "", "", "", "night", 1.0)]),
+    ("dawn breaks", [("environment", "", "", "", "", "night", 0.0)]),
+    ("it starts to rain", [("environment", "", "", "", "", "rain", 1.0)]),
+    ("fog rolls in", [("environment", "", "", "", "", "fog", 1.0)]),
+])
+def test_each_action_is_read(text, expected):
+    assert actions(text) == expected
+
+
+def test_actions_and_camera_share_one_timeline():
+    from refvideo.engine.camera.path import parse_shot_for
+
+    shot = parse_shot_for("Mara walks to the right, then turns to face the camera as the camera dollies in.", CAST)
+    walk, turn = shot.actions
+    (dolly,) = shot.moves
+    assert walk.end == pytest.approx(turn.start) == pytest.approx(dolly.start)  # "then" orders, "as" runs together
+    side = parse_shot_for("Mara walks to the right. Slow pan left.", CAST)  # an action sentence beside a camera one
+    assert side.actions[0].start == side.moves[0].start == 0.0
+    quick = parse_shot_for("Mara suddenly turns to face the camera", CAST).actions[0]
+    slow = parse_shot_for("Mara slowly turns to face the camera", CAST).actions[0]
+    assert quick.end - quick.start < 0.5 * (slow.end - slow.start) and quick.easing == "ease_out"
+    assert shot.describe()["actions"][0]["kind"] == "walk"
+
+
+def test_action_words_that_cannot_be_drawn_are_reported_apart_from_the_camera():
+    from refvideo.engine.camera.path import parse_shot_for
+
+    shot = parse_shot_for("Mara dances. She walks to the lighthouse. She raises her hand. Slow dolly in.", CAST)
+    assert shot.action_unknown == ("mara dances", "walks to the lighthouse", "raises her hand")
+    assert shot.unknown == () and [m.kind for m in shot.moves] == ["dolly"] and shot.actions == ()
+    assert shot.describe()["action_unknown"] == list(shot.action_unknown)

@@ -1,4 +1,4 @@
-"""Reading filmmaking language: a shot description becomes camera move drafts.
+"""Reading filmmaking language: a shot description becomes camera move and action drafts.
 
 The words live in ``engine/data/camera_vocabulary.json``; this module only knows how to read
 them. A description is split into *steps* (sentences and sequence words such as "then")
@@ -10,8 +10,15 @@ it, a speed word before it, or a clause made only of camera words), so "Mara til
 head" is not read as a tilt. Camera words that cannot be turned into a move are returned
 as ``unknown`` and never silently dropped.
 
+The same reader reads the action (the vocabulary's ``actions`` section): in each clause a
+*actor* (a reference's label, or she/he/the character for the subject), an action *verb*
+(enter, exit, walk, run, turn, stop, lift, carry) and its places ("from the left",
+"to the background", "towards the camera"), and *environment* changes (a noun such as
+"lamps", "night", "rain" with a change such as "come on", "falls", "starts"). Action
+words that cannot be drawn are returned as ``action_unknown``.
+
 :func:`engine.camera.path.parse_shot` is the public entry point; it turns the drafts into a
-timed camera path.
+timed camera path and timed actions on one timeline.
 """
 
 from __future__ import annotations
@@ -92,14 +99,55 @@ class HeadRead:
     trailing: list[Item] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class CastMember:
+    """A reference the text may name: its label and role."""
+
+    label: str
+    role: str
+
+
+@dataclass
+class ActionDraft:
+    """An action or environment change as read from the words, before timing."""
+
+    kind: str  # enter, exit, walk, turn, stop, lift, carry, or "environment"
+    actor: str = ""  # a reference label; "" = the subject (the first character)
+    target: str = ""  # walk/enter/exit/carry: a place; turn: camera, away, around, left, right
+    origin: str = ""  # a place the action starts from ("from the left"); turn: "away" when turning from something
+    prop: str = ""  # lift/carry: the prop's label ("" = the first prop)
+    channel: str = ""  # environment: lights, night, rain or fog
+    level: float = 0.0  # environment: the value the channel goes to (0..1)
+    state: bool = False  # environment: holds for the whole shot ("in the rain"), not a change
+    pace: str = "walk"  # walk or run
+    speed: str = ""
+    factor: float = 1.0
+    text: str = ""
+    position: int = 0
+
+
+@dataclass
+class Step:
+    """The camera moves and actions of one step; ``tied`` when a sequence word ("then") opened it."""
+
+    moves: list[MoveDraft] = field(default_factory=list)
+    actions: list[ActionDraft] = field(default_factory=list)
+    tied: bool = False
+
+
 @dataclass
 class Reading:
     """Everything read from one description."""
 
-    steps: list[list[MoveDraft]] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
     framing: dict | None = None
     angle: dict | None = None
+    action_unknown: list[str] = field(default_factory=list)
+
+    @property
+    def has_moves(self) -> bool:
+        return any(step.moves for step in self.steps)
 
 
 class Vocabulary:
@@ -128,6 +176,28 @@ class Vocabulary:
         self.target_prepositions = {self.lemma(w) for w in data["target_prepositions"]}
         self.target_skip = {self.lemma(w) for w in data["target_skip"]}
         self.angle_units = {self.lemma(w) for w in data["angle_units"]}
+        self._index_actions(data["actions"])
+
+    def _index_actions(self, acts: dict) -> None:
+        """Phrase tables of the action vocabulary (verbs, places, environment nouns and changes)."""
+        environment = acts["environment"]
+        lists = ("origin_words", "destination_words", "argument_skip", "subject_words", "prop_words",
+                 "changes_before_noun")
+        self._collect_words([list(acts[k]) for k in ("verbs", "places", "turn_targets")] + [acts[k] for k in lists])
+        for entry in environment.values():
+            self._collect_words([entry["nouns"], list(entry["changes"])])
+        self.actions = acts
+        self.verbs = {self._key(p): dict(spec) for p, spec in acts["verbs"].items()}
+        self.env_nouns = {self._key(n): name for name, entry in environment.items() for n in entry["nouns"]}
+        self.env_changes = {name: {self._key(c): float(v) for c, v in entry["changes"].items()}
+                            for name, entry in environment.items()}
+        self.changes_before_noun = {self._key(c) for c in acts["changes_before_noun"]}
+        self.action_words = {k: {self.lemma(w) for w in acts[k]} for k in lists[:-1]}
+        self.places = {self.lemma(w): p for w, p in acts["places"].items()}
+        self.turn_targets = {self.lemma(w): p for w, p in acts["turn_targets"].items()}
+
+    def _key(self, phrase: str) -> tuple[str, ...]:
+        return tuple(token.lemma for token in self.tokenize(phrase))
 
     def _collect_words(self, value: object) -> None:
         if isinstance(value, str):
@@ -176,8 +246,12 @@ def vocabulary() -> Vocabulary:
 # --------------------------------------------------------------------------- reading
 
 
-def read(text: str, vocab: Vocabulary, targets: Mapping[str, str] | None = None) -> Reading:
-    """Read ``text`` into steps of move drafts, framing, angle and unknown camera words."""
+def read(text: str, vocab: Vocabulary, targets: Mapping[str, str] | None = None,
+         cast: Mapping[str, CastMember] | None = None) -> Reading:
+    """Read ``text`` into steps of move and action drafts, framing, angle and unknown words.
+
+    ``cast`` maps words (reduced forms) to the references they name, for the action.
+    """
     tokens = vocab.tokenize(text)
     items = _scan(tokens, vocab, {vocab.lemma(k.lower()): v for k, v in (targets or {}).items()})
     reading = Reading()
@@ -188,19 +262,41 @@ def read(text: str, vocab: Vocabulary, targets: Mapping[str, str] | None = None)
             reading.framing = dict(item.value)
         elif item.category == "angle":
             reading.angle = dict(item.value)
-    for step in _split(items, "step", "sequence"):
+    actions = ActionReader(tokens, vocab, {vocab.lemma(k.lower()): v for k, v in (cast or {}).items()},
+                           reading.action_unknown)
+    for tied, step in _steps(items):
         drafts: list[MoveDraft] = []
+        acts: list[ActionDraft] = []
         camera_seen = False
         for clause in _split(step, "clause"):
             moves = _clause_moves(clause, vocab, camera_seen, reading.unknown)
             if not moves and drafts and _only_modifiers(clause, vocab):
                 _attach_modifiers(clause, [(-1, drafts[-1])], vocab)  # "pull back, ease out"
             drafts.extend(moves)
+            acts.extend(actions.clause(clause, {d.position for d in moves}))
             camera_seen = camera_seen or any(_is_word(i, vocab.camera_subjects) for i in clause)
-        if drafts:
-            reading.steps.append(drafts)
+        if drafts or acts:
+            reading.steps.append(Step(drafts, acts, tied))
     reading.unknown.extend(_unknown_camera_verbs(items, vocab))
     return reading
+
+
+def _steps(items: list[Item]) -> list[tuple[bool, list[Item]]]:
+    """Steps split at sentence ends and sequence words; True for a step a sequence word opened."""
+    groups: list[tuple[bool, list[Item]]] = []
+    current: list[Item] = []
+    tied = False
+    for item in items:
+        if item.category in ("step", "sequence"):
+            if current:
+                groups.append((tied, current))
+                current, tied = [], False
+            tied = tied or item.category == "sequence"
+        else:
+            current.append(item)
+    if current:
+        groups.append((tied, current))
+    return groups
 
 
 def _scan(tokens: list[Token], vocab: Vocabulary, targets: Mapping[str, str]) -> list[Item]:
@@ -415,3 +511,218 @@ def _unknown_camera_verbs(items: list[Item], vocab: Vocabulary) -> list[str]:
 
 def _text(tokens: list[Token], start: int, end: int) -> str:
     return " ".join(t.text for t in tokens[start:end])
+
+
+# --------------------------------------------------------------------------- action
+
+
+class ActionReader:
+    """Reads the action and environment changes of each clause, remembering who was named last."""
+
+    def __init__(self, tokens: list[Token], vocab: Vocabulary, cast: Mapping[str, CastMember],
+                 unknown: list[str]) -> None:
+        self.tokens = tokens
+        self.vocab = vocab
+        self.cast = cast
+        self.unknown = unknown
+        self.actor: CastMember | None = None  # the last named character (she, he, ...)
+        self.last: CastMember | None = None  # the last actor of an action
+        self.prop: CastMember | None = None  # the last named prop (it)
+
+    def clause(self, clause: list[Item], camera_heads: set[int]) -> list[ActionDraft]:
+        """The actions of one clause; ``camera_heads`` are the start positions of its camera moves."""
+        spans = [range(i.start, i.end) for i in clause
+                 if i.category == "word" or (i.category == "head" and i.start not in camera_heads)
+                 or (i.category in ("speed", "intensifier") and not camera_heads)]
+        positions = [p for span in spans for p in span]
+        drafts, used = self._environment(positions)
+        action = self._action([p for p in positions if p not in used])
+        return drafts + ([action] if action else [])
+
+    # ---- environment
+
+    def _environment(self, positions: list[int]) -> tuple[list[ActionDraft], set[int]]:
+        """Environment nouns with a change after them ("the lamps come on") or a few before ("starts to rain");
+        the drafts and the token positions they used."""
+        vocab = self.vocab
+        lemmas = [self.tokens[p].lemma for p in positions]
+        used: set[int] = set()
+        drafts = []
+        i = 0
+        while i < len(lemmas):
+            found = _longest(vocab.env_nouns, lemmas, i)
+            if found is None:
+                i += 1
+                continue
+            name, length = found
+            entry = vocab.actions["environment"][name]
+            change = self._change(name, lemmas, i + length, i + length + 4, after=True)
+            if change is None:
+                change = self._change(name, lemmas, max(0, i - 4), i, after=False)
+            used.update(positions[i:i + length])
+            text = " ".join(self.tokens[p].text for p in positions[i:i + length])
+            if change is not None:
+                start, end, level = change
+                used.update(positions[start:end])
+                lo, hi = min(start, i), max(end, i + length)
+                text = " ".join(self.tokens[p].text for p in positions[lo:hi])
+                drafts.append(ActionDraft("environment", channel=entry["channel"], level=level, text=text,
+                                          position=positions[i]))
+            elif "state" in entry:
+                drafts.append(ActionDraft("environment", channel=entry["channel"], level=float(entry["state"]),
+                                          state=True, text=text, position=positions[i]))
+            i += length
+        return drafts, used
+
+    def _change(self, name: str, lemmas: list[str], lo: int, hi: int, *, after: bool) -> tuple[int, int, float] | None:
+        table = self.vocab.env_changes[name]
+        for j in range(lo, min(hi, len(lemmas))):
+            found = _longest(table, lemmas, j)
+            if found is not None and (after or _key_at(lemmas, j, found[1]) in self.vocab.changes_before_noun):
+                return j, j + found[1], found[0]
+        return None
+
+    # ---- action
+
+    def _member(self, position: int) -> CastMember | None:
+        """The reference a word names: a label word, she/he/the character, or it."""
+        token = self.tokens[position]
+        for word in (token.lemma, token.text, token.text[:-1] if token.text.endswith("s") else ""):
+            if word and word in self.cast:
+                return self.cast[word]
+        if token.lemma in self.vocab.action_words["subject_words"]:
+            return self.actor or CastMember("", "character")
+        if token.lemma in self.vocab.action_words["prop_words"]:
+            return self.prop or CastMember("", "prop")
+        return None
+
+    def _action(self, words: list[int]) -> ActionDraft | None:
+        vocab = self.vocab
+        lemmas = [self.tokens[p].lemma for p in words]
+        actor: CastMember | None = None
+        verb: tuple[dict, int, int] | None = None
+        speed: dict = {}
+        power = 1.0
+        i = 0
+        while i < len(lemmas) and verb is None:
+            found = _longest(vocab.verbs, lemmas, i)
+            if found is not None:
+                length = found[1]
+                if length > 1 and i + length < len(lemmas) and lemmas[i + length] in vocab.action_words["argument_skip"]:
+                    found = _longest(vocab.verbs, lemmas[:i + length - 1], i) or found  # "walks in the rain"
+                verb = (found[0], i, i + found[1])
+                break
+            rate = vocab.match(lemmas, i)
+            if rate and rate[0] == "intensifier":
+                power = float(rate[1])
+            elif rate and rate[0] == "speed":
+                speed = dict(rate[1])
+            elif actor is None:
+                actor = self._member(words[i])
+                if actor is not None and actor.role == "character" and actor.label:
+                    self.actor = actor  # "Mara, the lantern raised in her hand": her is Mara
+            i += 1
+        if verb is None:
+            self._report_unknown_verb(words, lemmas, actor)
+            return None
+        spec, start, end = verb
+        if actor is None:
+            actor = self.last or CastMember("", "character")
+        draft = ActionDraft(spec["kind"], pace=spec.get("pace", "walk"), position=words[start])
+        args = words[end:]
+        text = " ".join(self.tokens[p].text for p in words[start:])
+        for k in range(end, len(lemmas)):
+            rate = vocab.match(lemmas, k)
+            if rate and rate[0] == "speed" and not speed:
+                speed = dict(rate[1])
+        speed = speed or vocab.data["speeds"].get(spec.get("speed", ""), {})
+        if speed:
+            draft.speed, draft.factor = speed["speed"], float(speed["factor"]) ** power
+        if draft.kind == "stop":
+            args = []  # "waits on the harbour at dusk": where it stands is the blocking's
+            text = " ".join(self.tokens[p].text for p in words[start:end])
+        held = actor.role == "prop" and draft.kind in ("lift", "carry")
+        if held:  # "the lantern raised in her hand": the prop is what is lifted, by the last character
+            draft.prop, actor = actor.label, self.actor or CastMember("", "character")
+        if not self._arguments(draft, spec, args, lenient=held):
+            self.unknown.append(text)
+            return None
+        draft.text = text
+        draft.actor = actor.label
+        self.last = actor
+        if actor.role == "character":
+            self.actor = actor
+        return draft
+
+    def _report_unknown_verb(self, words: list[int], lemmas: list[str], actor: CastMember | None) -> None:
+        """"Mara dances", "..., then dances": a verb the vocabulary lacks after a named actor, or opening a
+        clause that continues someone's action."""
+        suffixes = (*self.vocab.data["verb_suffixes"], "ed")
+
+        def verb_like(position: int) -> bool:
+            token = self.tokens[position]
+            return (len(token.text) > 3 and token.text.endswith(suffixes) and token.lemma not in self.vocab.lexicon
+                    and token.lemma not in self.vocab.fillers and self._member(position) is None)
+
+        if actor is None:
+            if words and self.last is not None and verb_like(words[0]):
+                self.unknown.append(self.tokens[words[0]].text)
+            return
+        for k, position in enumerate(words[:-1]):
+            if self._member(position) is not None:
+                if verb_like(words[k + 1]):
+                    self.unknown.append(f"{self.tokens[position].text} {self.tokens[words[k + 1]].text}")
+                return
+
+    def _arguments(self, draft: ActionDraft, spec: dict, args: list[int], *, lenient: bool = False) -> bool:
+        """Places, turn targets and props after the verb; False when one is given but not understood."""
+        vocab = self.vocab
+        skip = vocab.action_words["argument_skip"]
+        origins, destinations = vocab.action_words["origin_words"], vocab.action_words["destination_words"]
+        turning = draft.kind == "turn"
+        places = vocab.turn_targets if turning else vocab.places
+        mode = ""
+        for position in args:
+            lemma = self.tokens[position].lemma
+            if lemma in origins or lemma in destinations:
+                mode = "origin" if lemma in origins else "target"
+                continue
+            if lemma in skip or vocab.match([lemma], 0) is not None:
+                continue
+            member = self._member(position)
+            if draft.kind in ("lift", "carry") and member is not None and member.role == "prop":
+                draft.prop = member.label
+                self.prop = member
+                continue
+            place = places.get(lemma)
+            if mode == "origin":
+                if turning:
+                    draft.target = draft.target or ("away" if place == "camera" else "")
+                    draft.origin = "away" if place != "camera" else ""
+                elif place is None:
+                    return False
+                else:
+                    draft.origin = place
+            elif place is not None and not draft.target:
+                draft.target = place
+            elif (mode == "target" or (draft.kind in ("lift", "carry") and not draft.prop)) and not lenient and not (
+                    turning and draft.target):
+                return False  # "walks to the lighthouse", "raises her hand"
+            mode = ""
+        if draft.kind == "enter" and not draft.origin and draft.target in ("left", "right"):
+            draft.origin, draft.target = draft.target, ""  # "enters frame left": the side it comes in from
+        draft.target = draft.target or spec.get("default", "")
+        return not (turning and not draft.target)
+
+
+def _longest(table: Mapping[tuple[str, ...], object], lemmas: list[str], i: int) -> tuple[object, int] | None:
+    """The longest phrase of ``table`` starting at ``i``: (value, length)."""
+    for length in range(min(4, len(lemmas) - i), 0, -1):
+        key = tuple(lemmas[i:i + length])
+        if key in table:
+            return table[key], length
+    return None
+
+
+def _key_at(lemmas: list[str], i: int, length: int) -> tuple[str, ...]:
+    return tuple(lemmas[i:i + length])

@@ -22,6 +22,11 @@ Conventions of :class:`CameraState` (all relative to the camera at rest):
   motion over that time (a whip pan smears, a slow dolly stays crisp).
 - ``aim``: the height on the subject (0 feet, 1 head) that the framing centres on, or None.
 
+The same reading gives the shot's action (:class:`ActionCue`: who enters, walks, turns,
+lifts what; lights, night, rain and fog) on the camera's timeline: ``ShotCamera.actions``.
+Steps share the shot; a step opened by a sequence word ("then") follows the one before,
+while an action sentence next to a camera sentence runs alongside it.
+
 Words and amounts are data (``engine/data/camera_vocabulary.json``); how they are read is
 in :mod:`engine.camera.grammar`.
 """
@@ -33,7 +38,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from .grammar import MoveDraft, Reading, Vocabulary, read, vocabulary
+from .grammar import ActionDraft, CastMember, MoveDraft, Step, Vocabulary, read, vocabulary
 
 EASINGS: dict[str, Callable[[float], float]] = {
     "linear": lambda p: p,
@@ -65,11 +70,7 @@ class CameraMove:
 
     def progress(self, t: float) -> float:
         """How far this move has got at shot time ``t`` (0 before it starts, 1 once done), eased."""
-        if t <= self.start:
-            return 0.0
-        if t >= self.end or self.end <= self.start:
-            return 1.0
-        return float(EASINGS[self.easing]((t - self.start) / (self.end - self.start)))
+        return eased(t, self.start, self.end, self.easing)
 
     def phrase(self, vocab: Vocabulary | None = None) -> str:
         """The move in standard camera language ("slow dolly in", "rack focus to background")."""
@@ -87,6 +88,53 @@ class CameraMove:
         return {"kind": self.kind, "direction": self.direction, "speed": self.speed or "steady",
                 "easing": self.easing, "start": round(self.start, 4), "end": round(self.end, 4),
                 "amount": round(self.amount, 4), "text": self.text}
+
+
+def eased(t: float, start: float, end: float, easing: str) -> float:
+    """Progress at shot time ``t`` of something running from ``start`` to ``end`` (0 before, 1 after), eased."""
+    if t <= start:
+        return 0.0
+    if t >= end or end <= start:
+        return 1.0
+    return float(EASINGS[easing]((t - start) / (end - start)))
+
+
+@dataclass(frozen=True)
+class ActionCue:
+    """One action or environment change on the shot's timeline (fractions of the shot).
+
+    ``kind``: enter, exit, walk, turn, stop, lift, carry or environment. ``actor`` is a
+    reference label ("" = the subject); ``target`` a place (left, right, centre,
+    foreground, background, camera, away) or, for a turn, camera, away, around, left or
+    right; ``origin`` where it starts from; ``prop`` what is lifted or carried ("" = the
+    first prop); ``channel``/``level`` the environment value (lights, night, rain, fog;
+    0..1) it goes to, or holds for the whole shot when ``state``.
+    """
+
+    kind: str
+    actor: str = ""
+    target: str = ""
+    origin: str = ""
+    prop: str = ""
+    channel: str = ""
+    level: float = 0.0
+    state: bool = False
+    pace: str = "walk"
+    speed: str = ""
+    easing: str = "ease_in_out"
+    start: float = 0.0
+    end: float = 1.0
+    text: str = ""
+
+    def progress(self, t: float) -> float:
+        return eased(t, self.start, self.end, self.easing)
+
+    def describe(self) -> dict:
+        keys = ("kind", "actor", "target", "origin", "prop", "channel", "pace", "speed", "easing", "text")
+        out = {k: getattr(self, k) for k in keys if getattr(self, k)}
+        if self.kind == "environment":
+            out.update(level=self.level, state=self.state)
+        return {**out, "start": round(self.start, 4), "end": round(self.end, 4)}
 
 
 @dataclass(frozen=True)
@@ -120,6 +168,8 @@ class ShotCamera:
     text: str = ""
     optics: dict = field(default_factory=dict, compare=False, repr=False)
     shake: dict = field(default_factory=dict, compare=False, repr=False)
+    actions: tuple[ActionCue, ...] = ()
+    action_unknown: tuple[str, ...] = ()  # action words previz cannot draw ("Mara dances")
 
     @property
     def phrase(self) -> str:
@@ -183,32 +233,38 @@ class ShotCamera:
         """What the generation info records about the camera."""
         return {"phrase": self.phrase, "source": self.source, "moves": [m.describe() for m in self.moves],
                 "framing": (self.framing or {}).get("name", ""), "angle": (self.angle or {}).get("name", ""),
-                "unknown": list(self.unknown)}
+                "unknown": list(self.unknown), "actions": [a.describe() for a in self.actions],
+                "action_unknown": list(self.action_unknown)}
 
 
-def parse_shot(text: str, *, default_camera: str = "", targets: Mapping[str, str] | None = None) -> ShotCamera:
-    """The camera path of a shot description.
+def parse_shot(text: str, *, default_camera: str = "", targets: Mapping[str, str] | None = None,
+               cast: Mapping[str, CastMember] | None = None) -> ShotCamera:
+    """The camera path and the action of a shot description.
 
     ``default_camera`` (a style skill's camera habit, e.g. "handheld, slow push in") applies
     when ``text`` names no camera move. ``targets`` maps extra words to focus targets
     (``subject``, ``foreground``, ``background``) so "rack focus to Mara" works; see
-    :func:`reference_targets`. Camera words that are not understood are listed in
-    ``unknown`` and left out of the path.
+    :func:`reference_targets`. ``cast`` maps words to the references the action names
+    (:func:`reference_cast`). Camera words that are not understood are listed in
+    ``unknown``, action words in ``action_unknown``; both are left out.
     """
     vocab = vocabulary()
-    reading = read(text or "", vocab, targets)
-    source = "prompt" if reading.steps else "none"
+    reading = read(text or "", vocab, targets, cast)
+    source = "prompt" if reading.has_moves else "none"
     unknown = list(reading.unknown)
-    if not reading.steps and default_camera and default_camera.strip():
+    moves, actions = _schedule(reading.steps, vocab)
+    if not reading.has_moves and default_camera and default_camera.strip():
         fallback = read(default_camera, vocab, targets)
         unknown.extend(fallback.unknown)
-        if fallback.steps:
+        if fallback.has_moves:
             source = "default"
-            reading = replace(fallback, framing=reading.framing or fallback.framing,
+            moves = _schedule([Step(s.moves) for s in fallback.steps], vocab)[0]
+            reading = replace(reading, framing=reading.framing or fallback.framing,
                               angle=reading.angle or fallback.angle)
-    return ShotCamera(moves=_timed_moves(reading, vocab), unknown=tuple(dict.fromkeys(unknown)),
+    return ShotCamera(moves=moves, unknown=tuple(dict.fromkeys(unknown)),
                       framing=reading.framing, angle=reading.angle, source=source, text=text or "",
-                      optics=dict(vocab.data["optics"]), shake=dict(vocab.data["handheld_shake"]))
+                      optics=dict(vocab.data["optics"]), shake=dict(vocab.data["handheld_shake"]),
+                      actions=actions, action_unknown=tuple(dict.fromkeys(reading.action_unknown)))
 
 
 def reference_targets(references) -> dict[str, str]:
@@ -222,6 +278,26 @@ def reference_targets(references) -> dict[str, str]:
         for token in vocab.tokenize(reference.label or ""):
             if target and not token.is_punctuation and len(token.text) > 2 and token.lemma not in vocab.fillers:
                 found.setdefault(token.lemma, target)
+    return found
+
+
+def parse_shot_for(text: str, references, *, default_camera: str = "") -> ShotCamera:
+    """:func:`parse_shot` with the focus targets and the cast a reference set's labels name."""
+    return parse_shot(text, default_camera=default_camera, targets=reference_targets(references),
+                      cast=reference_cast(references))
+
+
+def reference_cast(references) -> dict[str, CastMember]:
+    """Words that name a reference set's characters and props in the action ("Mara walks", "the lantern")."""
+    vocab = vocabulary()
+    found: dict[str, CastMember] = {}
+    for reference in references:
+        if reference.role not in ("character", "prop"):
+            continue
+        member = CastMember(reference.label or "", reference.role)
+        for token in vocab.tokenize(reference.label or ""):
+            if not token.is_punctuation and len(token.text) > 2 and token.lemma not in vocab.fillers:
+                found.setdefault(token.lemma, member)
     return found
 
 
@@ -240,35 +316,67 @@ def _weight(draft: MoveDraft, vocab: Vocabulary) -> float:
     return min(max(float(spec["weight"]) / max(draft.factor, 1e-3), 0.08), 1.0)
 
 
-def _timed_moves(reading: Reading, vocab: Vocabulary) -> tuple[CameraMove, ...]:
-    """Steps share the shot in proportion to their weights; moves in a step run together.
+def _schedule(steps: list[Step], vocab: Vocabulary) -> tuple[tuple[CameraMove, ...], tuple[ActionCue, ...]]:
+    """Camera moves and actions on one timeline: beats share the shot in proportion to their weights.
 
-    Quick moves alone (a whip pan, a rack) keep their short share, centred in the shot with
-    a hold before and after, rather than being stretched over the whole clip.
+    A step opened by a sequence word starts a new beat; any other step joins the first beat
+    since the last such word that has nothing of its kind yet (an action sentence runs
+    alongside a camera sentence), else starts a new one. Quick moves alone (a whip pan, a
+    rack, a sudden turn) keep their short share, centred in the shot with a hold before and after.
     """
-    steps = _changing_steps(reading.steps, vocab)
-    timed = {id(d) for step in steps for d in step}
-    whole = [d for step in reading.steps for d in step if vocab.moves[d.kind].get("whole_shot") and id(d) not in timed]
-    weights = [max(_weight(d, vocab) for d in step) for step in steps]
+    changing = _changing_steps([s.moves for s in steps], vocab)
+    timed = {id(d) for step in changing for d in step}
+    whole = [d for s in steps for d in s.moves if vocab.moves[d.kind].get("whole_shot") and id(d) not in timed]
+    beats: list[tuple[list[MoveDraft], list[ActionDraft]]] = []
+    anchor = 0
+    for step, moves in zip(steps, changing):
+        acts = [a for a in step.actions if not a.state]
+        if not moves and not acts:
+            continue
+        if step.tied:
+            anchor = len(beats)
+        free = [b for b in beats[anchor:] if not (moves and b[0]) and not (acts and b[1])]
+        if step.tied or not free:
+            beats.append(([], []))
+            free = beats[-1:]
+        free[0][0].extend(moves)
+        free[0][1].extend(acts)
+    weights = [max([_weight(d, vocab) for d in b[0]] + [_action_weight(a, vocab) for a in b[1]]) for b in beats]
     total = max(sum(weights), 1.0)
-    moves = [_move(d, 0.0, 1.0, vocab) for d in whole]
+    moves_out = [_move(d, 0.0, 1.0, vocab) for d in whole]
+    cues = [_cue(a, 0.0, 0.0, vocab) for s in steps for a in s.actions if a.state]
     start = (1.0 - sum(weights) / total) / 2.0
-    for step, weight in zip(steps, weights):
+    for (moves, acts), weight in zip(beats, weights):
         length = weight / total
-        moves.extend(_move(d, start, start + length * _weight(d, vocab) / weight, vocab) for d in step)
+        moves_out.extend(_move(d, start, start + length * _weight(d, vocab) / weight, vocab) for d in moves)
+        cues.extend(_cue(a, start, start + length * _action_weight(a, vocab) / weight, vocab) for a in acts)
         start += length
-    return tuple(moves)
+    return tuple(moves_out), tuple(cues)
+
+
+def _action_weight(draft: ActionDraft, vocab: Vocabulary) -> float:
+    """How much of the shot an action wants: its kind's share over its speed (running is quicker)."""
+    acts = vocab.data["actions"]
+    pace = float(acts["run_factor"]) if draft.pace == "run" else 1.0
+    return min(max(float(acts["weights"][draft.kind]) / max(draft.factor * pace, 1e-3), 0.08), 1.0)
+
+
+def _cue(draft: ActionDraft, start: float, end: float, vocab: Vocabulary) -> ActionCue:
+    easing = vocab.data["speed_easing"].get(draft.speed) or vocab.data["default_easing"]
+    return ActionCue(kind=draft.kind, actor=draft.actor, target=draft.target, origin=draft.origin, prop=draft.prop,
+                     channel=draft.channel, level=draft.level, state=draft.state, pace=draft.pace,
+                     speed=draft.speed, easing=easing, start=start, end=end, text=draft.text)
 
 
 def _changing_steps(steps: list[list[MoveDraft]], vocab: Vocabulary) -> list[list[MoveDraft]]:
-    """The steps that take time: whole-shot kinds and racks to where the focus already is are left out,
-    except that a static step between moves is a hold ("pan left, then hold")."""
+    """The moves of each step that take time (a list per step): whole-shot kinds and racks to where the
+    focus already is are left out, except that a static step between moves is a hold ("pan left, then hold")."""
     focus = "subject"
     kept = []
     moving = any(not vocab.moves[d.kind].get("whole_shot") for step in steps for d in step)
     for step in steps:
         timed = []
-        holds = moving and all(d.kind == "static" for d in step)
+        holds = moving and bool(step) and all(d.kind == "static" for d in step)
         for draft in step:
             if (vocab.moves[draft.kind].get("whole_shot") and not holds) or (
                     draft.kind == "rack_focus" and draft.direction == focus):
@@ -276,8 +384,7 @@ def _changing_steps(steps: list[list[MoveDraft]], vocab: Vocabulary) -> list[lis
             if draft.kind == "rack_focus":
                 focus = draft.direction
             timed.append(draft)
-        if timed:
-            kept.append(timed)
+        kept.append(timed)
     return kept
 
 

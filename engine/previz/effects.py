@@ -1,4 +1,5 @@
-"""Image effects for the previz animatic: depth-of-field blur, motion blur, grade, vignette.
+"""Image effects for the previz animatic: depth-of-field blur, motion blur, grade, vignette,
+and the environment (night and lights as a tone table, fog, rain).
 
 All on uint8 Pillow images or numpy arrays; nothing here loops over pixels in Python.
 """
@@ -6,7 +7,7 @@ All on uint8 Pillow images or numpy arrays; nothing here loops over pixels in Py
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 from ..references.images import to_uint8
 from ..references.reference import Reference
@@ -114,3 +115,54 @@ def vignette(size: tuple[int, int], strength: float) -> np.ndarray:
     xs = np.linspace(-1.0, 1.0, width, dtype=np.float32)[None, :]
     radius = np.sqrt(xs * xs + ys * ys) / np.sqrt(2.0)
     return (1.0 - strength * np.clip((radius - 0.35) / 0.65, 0.0, 1.0) ** 2)[..., None].astype(np.float32)
+
+
+def atmosphere_table(base: list[int] | None, night: float, lights: float, settings: dict) -> list[int] | None:
+    """A per-channel tone table: ``base`` (the style grade, or none) then night and lights.
+
+    Night scales each channel down towards a cool dark (``night_gain`` at full night); lights
+    coming on lift and warm the picture, more so at night. None when there is nothing to do.
+    """
+    if night <= 0.0 and lights <= 0.0:
+        return base
+    levels = np.arange(256, dtype=np.float32)
+    source = np.asarray(base, np.float32).reshape(3, 256) if base is not None else np.stack([levels] * 3)
+    night_gain = 1.0 + (np.asarray(settings["night_gain"], np.float32) - 1.0) * night
+    light_gain = 1.0 + (np.asarray(settings["lights_gain"], np.float32) - 1.0) * lights
+    lift = np.asarray(settings["lights_lift"], np.float32) * 255.0 * lights * (0.3 + 0.7 * night)
+    table = source * (night_gain * light_gain)[:, None] + lift[:, None]
+    return np.clip(table, 0, 255).round().astype(np.uint8).reshape(-1).tolist()
+
+
+def fog(canvas: Image.Image, amount: float, colour: tuple[int, int, int]) -> Image.Image:
+    """``canvas`` veiled by ``amount`` (0..1) of a flat fog colour."""
+    if amount <= 0.0:
+        return canvas
+    return Image.blend(canvas, Image.new(canvas.mode, canvas.size, colour), float(amount))
+
+
+def rain_streaks(size: tuple[int, int], settings: dict, seed: int) -> Image.Image:
+    """A tileable "L" mask of slanted rain streaks covering ``size`` (scrolled each frame)."""
+    width, height = size
+    rng = np.random.default_rng(seed)
+    count = int(float(settings["density"]) * width * height)
+    length = float(settings["length"]) * height
+    slant = float(settings["slant"])
+    mask = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(mask)
+    xs, ys = rng.random(count) * width, rng.random(count) * height
+    shades = (120 + 135 * rng.random(count)).astype(int)
+    for x, y, shade in zip(xs, ys, shades):
+        for dy in (0.0, -height):  # drawn twice so a streak over the bottom edge continues at the top
+            draw.line([(x, y + dy), (x + slant * length, y + dy + length)], fill=int(shade), width=1)
+    return mask
+
+
+def rain(canvas: Image.Image, streaks: Image.Image, amount: float, offset: tuple[int, int],
+         colour: tuple[int, int, int], opacity: float) -> None:
+    """Rain over ``canvas`` in place: the streak mask shifted by ``offset`` (wrapping), at ``amount``."""
+    if amount <= 0.0:
+        return
+    scale = float(amount) * opacity
+    mask = ImageChops.offset(streaks, *offset).point(lambda v: int(v * scale + 0.5))
+    canvas.paste(colour, (0, 0, canvas.width, canvas.height), mask)

@@ -6,7 +6,8 @@ subject is. Foreground sprites are cut out with the reference's matte, colour-bl
 edges and given a soft contact shadow; the background sprite is the environment reference
 (or a drawn stage when there is none) extended by mirroring so that no camera move runs off
 its edge. Sprites are built once per clip at the resolution the clip needs, and keep
-blurred copies for depth of field.
+blurred copies for depth of field, the subject's matte without its shadow (for the depth and
+layout passes) and, once asked for, a back view (mirrored and darkened, for a turned figure).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ..references.images import from_uint8, to_uint8
 from ..references.reference import Reference
@@ -29,8 +30,22 @@ class Sprite:
     image: Image.Image
     anchor: tuple[float, float]
     content_height: float
+    matte: Image.Image | None = None  # "L": the subject alone, no shadow (None for the background)
     _blurred: dict[float, Image.Image] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _back: Sprite | None = field(default=None, repr=False)
+
+    def back(self, shade: float) -> Sprite:
+        """The back view: the picture mirrored about its anchor and darkened by ``shade`` (made once)."""
+        with self._lock:
+            if self._back is None:
+                rgb, alpha = self.image.convert("RGB"), self.image.getchannel("A")
+                dark = ImageOps.mirror(rgb.point(lambda v: int(v * shade + 0.5)))
+                dark.putalpha(ImageOps.mirror(alpha))
+                matte = ImageOps.mirror(self.matte) if self.matte is not None else None
+                self._back = Sprite(dark, (self.image.width - self.anchor[0], self.anchor[1]), self.content_height,
+                                    matte)
+            return self._back
 
     def blurred(self, radius: float) -> Image.Image:
         """The image blurred by ``radius`` pixels (rounded to a cached level)."""
@@ -80,9 +95,10 @@ def make_card(reference: Reference, height_px: float, pad_px: int, shadow: dict)
     canvas[pad_px:pad_px + height, pad_px:pad_px + width, :3] = rgb
     canvas[pad_px:pad_px + height, pad_px:pad_px + width, 3] = alpha
     foot = (pad_px + width / 2.0, pad_px + height)
+    matte = Image.fromarray(to_uint8(canvas[..., 3]), "L")
     _add_shadow(canvas, foot, float(shadow["width"]) * width, shadow_h, shadow)
     image = Image.fromarray(to_uint8(canvas), "RGBA")
-    return Sprite(image, foot, float(height))
+    return Sprite(image, foot, float(height), matte)
 
 
 def _add_shadow(canvas: np.ndarray, foot: tuple[float, float], width: float, height: float, shadow: dict) -> None:
