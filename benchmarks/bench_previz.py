@@ -10,8 +10,16 @@ preparation, previz, MP4 encode), as ``refvideo demo`` does.
     python benchmarks/bench_previz.py --quick      # 720p, the demo shot only
     python benchmarks/bench_previz.py --json       # one JSON object
     python benchmarks/bench_previz.py --repeat 3   # best of 3 runs per case (default 2)
+    python benchmarks/bench_previz.py --blocking   # the blocked shot: animatic + depth + layout vs main
 
 Target: under 10 s per 5 s clip at 720p on 2 cores; the demo well under a minute.
+
+``--blocking`` renders a 5 s 720p shot with action (an entrance, a walk towards the camera,
+a turn, lamps coming on, a truck) as the animatic, the depth pass and the layout pass, and
+the same prompt with the renderer of another git revision (``--peer``, default ``main``:
+extracted with ``git archive`` into a temporary folder), which draws the camera only. Each
+side runs in its own process, best of ``--repeat``; the ratios are against the peer.
+Target: all three passes together under 10 s on 2 cores.
 """
 
 from __future__ import annotations
@@ -19,7 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +45,8 @@ SHOTS = {
     "whip": "Handheld, fast whip pan right, then slow tilt up.",
     "dutch-arc": "Dutch angle, slow arc left around her.",
 }
+BLOCKING = ("Mara enters from the left and walks towards the camera as the harbour lamps come on, then turns away. "
+            "Slow truck right.")
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 FRAMES, FPS = 81, 16.0
 
@@ -54,15 +66,18 @@ def sample_set():
                          load("prop_lantern.png", "prop", "lantern", True)))
 
 
-def time_render(refs, prompt: str, size: tuple[int, int], workers: int | None, repeat: int) -> dict:
-    from refvideo.engine.camera.path import parse_shot
+def time_render(refs, prompt: str, size: tuple[int, int], workers: int | None, repeat: int,
+                output: str = "") -> dict:
+    from refvideo.engine.camera import path as camera_module
     from refvideo.engine.previz.render import render_animatic
 
-    camera = parse_shot(prompt)
+    parse = getattr(camera_module, "parse_shot_for", None)
+    camera = parse(prompt, refs) if parse else camera_module.parse_shot(prompt)
+    extra = {"output": output} if output else {}  # an older renderer draws the animatic only
     best: dict | None = None
     for _ in range(repeat):
         wall, cpu = time.perf_counter(), time.process_time()
-        animatic = render_animatic(refs, camera, size=size, frames=FRAMES, fps=FPS, workers=workers)
+        animatic = render_animatic(refs, camera, size=size, frames=FRAMES, fps=FPS, workers=workers, **extra)
         run = {"seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu}
         del animatic
         if best is None or run["seconds"] < best["seconds"]:
@@ -91,12 +106,72 @@ def time_demo(repeat: int) -> dict:
     return best
 
 
+def peer_package(revision: str, folder: Path) -> Path:
+    """The pack at ``revision``, extracted as ``folder/refvideo`` (``git archive``; the repository is untouched)."""
+    archive = folder / "peer.tar"
+    with archive.open("wb") as out:
+        subprocess.run(["git", "-C", str(PACK_ROOT), "archive", "--format=tar", revision], stdout=out, check=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(folder / "refvideo", filter="data")
+    return folder
+
+
+def time_in_process(python_path: Path, outputs: list[str], repeat: int) -> dict:
+    """Run this script's ``--worker`` mode with ``python_path`` first on the import path; its JSON result."""
+    env = {**os.environ, "PYTHONPATH": str(python_path)}
+    command = [sys.executable, __file__, "--worker", ",".join(outputs), "--repeat", str(repeat)]
+    done = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout)
+
+
+def worker(outputs: str, repeat: int) -> int:
+    """Time the blocked shot at 720p for each pass in ``outputs`` ("" = the renderer's only picture)."""
+    import refvideo
+
+    refs = sample_set()
+    times = {name or "animatic": time_render(refs, BLOCKING, SIZES["720p"], None, repeat, name)
+             for name in outputs.split(",")}
+    print(json.dumps({"package": str(Path(refvideo.__file__).parent), "times": times}))
+    return 0
+
+
+def blocking(peer: str, repeat: int, as_json: bool) -> int:
+    """The blocked shot's three passes against ``peer``'s renderer, each in its own process."""
+    ours_path = Path(os.environ.get("PYTHONPATH", str(PACK_ROOT.parent)).split(os.pathsep)[0])
+    ours = time_in_process(ours_path, ["animatic", "depth", "layout"], repeat)["times"]
+    with tempfile.TemporaryDirectory() as folder:
+        theirs = time_in_process(peer_package(peer, Path(folder)), [""], repeat)["times"]["animatic"]
+    total = sum(r["seconds"] for r in ours.values())
+    result = {"cores": os.cpu_count(), "frames": FRAMES, "size": "720p", "prompt": BLOCKING, "peer": peer,
+              "peer_animatic": theirs, "passes": ours, "total_seconds": total,
+              "animatic_ratio": ours["animatic"]["seconds"] / theirs["seconds"],
+              "total_ratio": total / theirs["seconds"]}
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"blocked shot, {FRAMES} frames at 720p, {os.cpu_count()} cores, best of {repeat}: {BLOCKING!r}")
+    print(f"{'renderer':28} {'seconds':>8} {'cpu s':>7} {'x peer':>7}")
+    print(f"{peer + ' (camera only)':28} {theirs['seconds']:8.2f} {theirs['cpu_seconds']:7.2f} {1.0:7.2f}")
+    for name, run in ours.items():
+        print(f"{'this tree, ' + name:28} {run['seconds']:8.2f} {run['cpu_seconds']:7.2f} "
+              f"{run['seconds'] / theirs['seconds']:7.2f}")
+    print(f"{'this tree, all three':28} {total:8.2f} {'':7} {result['total_ratio']:7.2f}   (target: < 10 s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="720p, the demo shot only")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--repeat", type=int, default=2, help="best of N runs per case")
+    parser.add_argument("--blocking", action="store_true", help="the blocked shot's passes against --peer")
+    parser.add_argument("--peer", default="main", help="the git revision whose renderer is the peer")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker is not None:
+        return worker(args.worker, args.repeat)
+    if args.blocking:
+        return blocking(args.peer, args.repeat, args.json)
 
     refs = sample_set()
     clip_seconds = FRAMES / FPS

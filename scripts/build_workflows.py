@@ -376,30 +376,37 @@ def previz_to_diffusion() -> Workflow:
             references(1, (40, 400), "References: Mara, the harbour, the lantern"),
             Node(2, "RefVideoModelLoader", "Previz, timed for the diffusion model (match_frames_of)", (520, 400),
                  {"model": "previz", "match_frames_of": "tiny-random"}),
-            Node(3, "RefVideoSampler", "1. The animatic: check blocking and camera first", (1000, 400),
+            Node(3, "RefVideoSampler", "1. The animatic: check blocking, action and camera first", (1000, 400),
                  {"model": Out(2, "model"), **shot, "resolution": "480p"}),
             encode(4, (1490, 400), "Write the animatic", 3, "RefVideo/previz_to_diffusion/animatic"),
+            Node(9, "RefVideoModelLoader", "Previz as a depth video (render: depth)", (520, 740),
+                 {"model": "previz", "match_frames_of": "tiny-random", "render": "depth"}),
+            Node(10, "RefVideoSampler", "2. The same shot as a depth control video", (1000, 740),
+                 {"model": Out(9, "model"), **shot, "resolution": "480p"}),
             Node(5, "RefVideoModelLoader", "Diffusion model: tiny-random = PLACEHOLDER (choose Wan2.1-VACE)",
                  (520, 1080), {"model": "tiny-random"}),
-            Node(6, "RefVideoSampler", "2. Diffusion with the animatic as control video", (1000, 1080),
-                 {"model": Out(5, "model"), **shot, "control_video": Out(3, "frames"), "resolution": "144p"}),
+            Node(6, "RefVideoSampler", "3. Diffusion steered by the depth video", (1000, 1080),
+                 {"model": Out(5, "model"), **shot, "control_video": Out(10, "frames"), "resolution": "144p"}),
             encode(7, (1490, 1080), "Write the diffusion clip", 6, "RefVideo/previz_to_diffusion/diffusion"),
         ],
         notes=[Note(8, "About this workflow", "\n\n".join([
             "PREVIZ, THEN DIFFUSION: render the shot as a previz animatic first (seconds on a CPU), check the "
-            "blocking and the camera, then render it with a diffusion model that follows the animatic frame for "
-            "frame as its control video. Keep the two prompts the same.",
-            "The previz loader's match_frames_of must name the diffusion model, so the animatic has the model's "
+            "blocking, the action and the camera, then render it with a diffusion model that follows the same "
+            "shot, frame for frame, through a depth control video. Keep the prompts the same.",
+            "The second previz loader has render = depth: its sampler's frames are a depth video (near = bright), "
+            "the kind of control Wan VACE was trained on, so the action is steered rather than copied from the "
+            "animatic's pixels. render = layout gives flat-coloured silhouettes instead.",
+            "The previz loaders' match_frames_of must name the diffusion model, so the animatic has the model's "
             "fps and frame count (Wan: 16 fps, 81 frames for 5 s). On a fresh install the diffusion model is "
             "'tiny-random': a PLACEHOLDER with random weights whose output is noise, at the 144p it supports, so "
             "the workflow runs anywhere.",
-            on_a_gpu("Here: choose the Wan folder in the diffusion loader AND in the previz loader's "
-                     "match_frames_of, and set both samplers to the model's resolution (1.3B: 480p, 14B: 720p). "
+            on_a_gpu("Here: choose the Wan folder in the diffusion loader AND in both previz loaders' "
+                     "match_frames_of, and set the samplers to the model's resolution (1.3B: 480p, 14B: 720p). "
                      "Add a Credit Meter (model from the diffusion loader) to check the price before rendering."),
             HEADLESS.format(stem="previz_to_diffusion")]), (1980, 400), (520, 1000))],
         groups=[Group(REFERENCES_GROUP, (1,), GROUP_COLOURS["references"]),
-                Group("1. Previz first", (2, 3, 4), GROUP_COLOURS["model"]),
-                Group("2. Then diffusion, steered by the animatic", (5, 6, 7), GROUP_COLOURS["shot"])],
+                Group("1. Previz first", (2, 3, 4, 9, 10), GROUP_COLOURS["model"]),
+                Group("2. Then diffusion, steered by the depth video", (5, 6, 7), GROUP_COLOURS["shot"])],
         thumbnail=4, strip=(4, 7))
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_previz import SCENE, character, environment, prop, red_mask, render
-
 from refvideo.engine.camera.path import parse_shot_for
 from refvideo.engine.errors import InputError
 from refvideo.engine.previz.action import Motion
@@ -19,6 +17,7 @@ from refvideo.engine.previz.render import render_animatic
 from refvideo.engine.references.reference import ReferenceSet
 from refvideo.models import registry
 from refvideo.models.spec import LoadOptions
+from test_previz import SCENE, character, environment, red_mask, render
 
 
 def layout_masks(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +141,7 @@ def test_depth_is_near_bright_in_layer_order_and_overlaps_show_the_nearer_layer(
     assert np.array_equal(frames[..., 0], frames[..., 1]) and np.array_equal(frames[..., 0], frames[..., 2])
     layout = draw("Mara walks to the right.", output="layout")
     her, lantern = layout_masks(layout[0])
-    inner = lambda m: m & np.roll(m, 2, 0) & np.roll(m, -2, 0) & np.roll(m, 2, 1) & np.roll(m, -2, 1)  # noqa: E731
+    inner = lambda m: m & np.roll(m, 2, 0) & np.roll(m, -2, 0) & np.roll(m, 2, 1) & np.roll(m, -2, 1)
     depth = frames[0, ..., 0]
     assert depth[inner(lantern)].min() > depth[inner(her)].max() > depth[~(her | lantern)].max()
     alone = draw("Mara walks to the right.", output="layout", refs=ReferenceSet((character(), environment())))
@@ -154,7 +153,7 @@ def test_depth_is_near_bright_in_layer_order_and_overlaps_show_the_nearer_layer(
 def test_depth_moves_with_the_camera():
     dolly = draw("fast dolly in", output="depth")
     truck = draw("truck right", output="depth")
-    mask = lambda f: f[..., 0] > f[..., 0].min() + 0.05  # noqa: E731 - every layer nearer than the background
+    mask = lambda f: f[..., 0] > f[..., 0].min() + 0.05
     assert dolly[-1, ..., 0][mask(dolly[-1])].max() > dolly[0, ..., 0][mask(dolly[0])].max() + 0.03  # nearer: brighter
     assert mask(dolly[-1]).sum() > 1.2 * mask(dolly[0]).sum()  # and larger
     assert centroid_x(mask(truck[-1])) < centroid_x(mask(truck[0])) - 5  # trucking right slides the layers left
@@ -178,8 +177,8 @@ def test_the_loader_render_option_chooses_the_samplers_frames():
     handle = registry.resolve("previz", LoadOptions(render="depth"))
     assert "Render: depth" in registry.report(handle)
     backend = handle.backend()
-    from refvideo.models.backend import RenderRequest
     from refvideo.engine.sizes import ANY_FRAMES, plan_render
+    from refvideo.models.backend import RenderRequest
 
     plan = plan_render("144p", "16:9", 5.0, fps=2.0, rule=ANY_FRAMES, size_multiple=registry.PREVIZ_SIZE_MULTIPLE)
     request = RenderRequest(references=SCENE, prompt="Mara walks to the right.", composed_prompt="", negative_prompt="",

@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from ..storage import read_data
 
@@ -41,6 +41,7 @@ _PHRASE_KEYS = ("heads", "unsupported", "framings", "angles", "sequence_words", 
 _TABLES = {"unsupported": "unsupported", "head": "heads", "framing": "framings", "angle": "angles",
            "sequence": "sequence_words", "easing": "easings", "speed": "speeds", "intensifier": "intensifiers",
            "clause": "clause_words"}
+V = TypeVar("V")
 _WORD = re.compile(r"[a-z0-9]+|[.,;:!?]")
 _SUFFIXES = (("ies", "y"), ("ied", "y"), ("ying", "y"), ("es", ""), ("s", ""), ("ing", ""), ("ing", "e"),
              ("ed", ""), ("ed", "e"), ("d", ""))
@@ -181,7 +182,7 @@ class Vocabulary:
     def _index_actions(self, acts: dict) -> None:
         """Phrase tables of the action vocabulary (verbs, places, environment nouns and changes)."""
         environment = acts["environment"]
-        lists = ("origin_words", "destination_words", "argument_skip", "subject_words", "prop_words",
+        lists = ("origin_words", "destination_words", "argument_skip", "subject_words", "prop_words", "possessives",
                  "changes_before_noun")
         self._collect_words([list(acts[k]) for k in ("verbs", "places", "turn_targets")] + [acts[k] for k in lists])
         for entry in environment.values():
@@ -605,7 +606,7 @@ class ActionReader:
         power = 1.0
         i = 0
         while i < len(lemmas) and verb is None:
-            found = _longest(vocab.verbs, lemmas, i)
+            found = _longest(vocab.verbs, lemmas, i) if not (i and self._possessive(words[i - 1])) else None
             if found is not None:
                 length = found[1]
                 if length > 1 and i + length < len(lemmas) and lemmas[i + length] in vocab.action_words["argument_skip"]:
@@ -614,9 +615,9 @@ class ActionReader:
                 break
             rate = vocab.match(lemmas, i)
             if rate and rate[0] == "intensifier":
-                power = float(rate[1])
+                power = float(cast(float, rate[1]))
             elif rate and rate[0] == "speed":
-                speed = dict(rate[1])
+                speed = dict(cast(dict, rate[1]))
             elif actor is None:
                 actor = self._member(words[i])
                 if actor is not None and actor.role == "character" and actor.label:
@@ -634,7 +635,7 @@ class ActionReader:
         for k in range(end, len(lemmas)):
             rate = vocab.match(lemmas, k)
             if rate and rate[0] == "speed" and not speed:
-                speed = dict(rate[1])
+                speed = dict(cast(dict, rate[1]))
         speed = speed or vocab.data["speeds"].get(spec.get("speed", ""), {})
         if speed:
             draft.speed, draft.factor = speed["speed"], float(speed["factor"]) ** power
@@ -642,9 +643,11 @@ class ActionReader:
             args = []  # "waits on the harbour at dusk": where it stands is the blocking's
             text = " ".join(self.tokens[p].text for p in words[start:end])
         held = actor.role == "prop" and draft.kind in ("lift", "carry")
+        named = draft.kind in ("lift", "carry") and any(
+            (m := self._member(p)) is not None and m.role == "prop" for p in args)  # "lifts the brass lantern"
         if held:  # "the lantern raised in her hand": the prop is what is lifted, by the last character
             draft.prop, actor = actor.label, self.actor or CastMember("", "character")
-        if not self._arguments(draft, spec, args, lenient=held):
+        if not self._arguments(draft, spec, args, lenient=held or named):
             self.unknown.append(text)
             return None
         draft.text = text
@@ -653,6 +656,12 @@ class ActionReader:
         if actor.role == "character":
             self.actor = actor
         return draft
+
+    def _possessive(self, position: int) -> bool:
+        """"her face", "Mara's face": a noun follows, not a verb."""
+        token = self.tokens[position]
+        owner = token.text.endswith("s") and token.text[:-1] in self.cast and token.lemma not in self.cast
+        return owner or token.lemma in self.vocab.action_words["possessives"]
 
     def _report_unknown_verb(self, words: list[int], lemmas: list[str], actor: CastMember | None) -> None:
         """"Mara dances", "..., then dances": a verb the vocabulary lacks after a named actor, or opening a
@@ -715,7 +724,7 @@ class ActionReader:
         return not (turning and not draft.target)
 
 
-def _longest(table: Mapping[tuple[str, ...], object], lemmas: list[str], i: int) -> tuple[object, int] | None:
+def _longest(table: Mapping[tuple[str, ...], V], lemmas: list[str], i: int) -> tuple[V, int] | None:
     """The longest phrase of ``table`` starting at ``i``: (value, length)."""
     for length in range(min(4, len(lemmas) - i), 0, -1):
         key = tuple(lemmas[i:i + length])

@@ -155,7 +155,7 @@ class Motion:
                     attach_end = cue.end if cue.kind == "lift" else cue.start + (cue.end - cue.start) * float(
                         self.settings["attach_share"])
                     self.tracks[prop].holder, self.tracks[prop].attach = index, (cue.start, attach_end)
-                if cue.kind == "lift":
+                if cue.kind == "lift" or not cue.target:  # carried where it stands: held, not moved
                     continue
             self._plan_move(track, cue, index not in first_move, stops)
             first_move.add(index)
