@@ -251,6 +251,8 @@ def test_actions_and_camera_share_one_timeline():
     walk, turn = shot.actions
     (dolly,) = shot.moves
     assert walk.end == pytest.approx(turn.start) == pytest.approx(dolly.start)  # "then" orders, "as" runs together
+    enter, walk = parse_shot_for("Mara enters from the left and walks towards the camera.", CAST).actions
+    assert enter.start == 0.0 and enter.end == pytest.approx(walk.start) and walk.end == pytest.approx(1.0)
     side = parse_shot_for("Mara walks to the right. Slow pan left.", CAST)  # an action sentence beside a camera one
     assert side.actions[0].start == side.moves[0].start == 0.0
     quick = parse_shot_for("Mara suddenly turns to face the camera", CAST).actions[0]

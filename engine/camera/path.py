@@ -341,17 +341,34 @@ def _schedule(steps: list[Step], vocab: Vocabulary) -> tuple[tuple[CameraMove, .
             free = beats[-1:]
         free[0][0].extend(moves)
         free[0][1].extend(acts)
-    weights = [max([_weight(d, vocab) for d in b[0]] + [_action_weight(a, vocab) for a in b[1]]) for b in beats]
+    offsets = [_chained(b[1], vocab) for b in beats]
+    weights = [max([_weight(d, vocab) for d in b[0]] + [o + _action_weight(a, vocab) for a, o in zip(b[1], offset)])
+               for b, offset in zip(beats, offsets)]
     total = max(sum(weights), 1.0)
     moves_out = [_move(d, 0.0, 1.0, vocab) for d in whole]
     cues = [_cue(a, 0.0, 0.0, vocab) for s in steps for a in s.actions if a.state]
     start = (1.0 - sum(weights) / total) / 2.0
-    for (moves, acts), weight in zip(beats, weights):
+    for (moves, acts), offset, weight in zip(beats, offsets, weights):
         length = weight / total
         moves_out.extend(_move(d, start, start + length * _weight(d, vocab) / weight, vocab) for d in moves)
-        cues.extend(_cue(a, start, start + length * _action_weight(a, vocab) / weight, vocab) for a in acts)
+        cues.extend(_cue(a, start + length * o / weight, start + length * (o + _action_weight(a, vocab)) / weight,
+                         vocab) for a, o in zip(acts, offset))
         start += length
     return tuple(moves_out), tuple(cues)
+
+
+def _chained(actions: list[ActionDraft], vocab: Vocabulary) -> list[float]:
+    """Where each action of a beat starts, in weight units: one actor's moves (or turns) follow each other
+    ("enters from the left and walks to the camera"); anything else starts with the beat."""
+    moving = ("enter", "exit", "walk", "carry", "stop")
+    ends: dict[tuple[str, str], float] = {}
+    offsets = []
+    for action in actions:
+        track = "move" if action.kind in moving else action.kind
+        key = (action.actor, track) if track in ("move", "turn") else (action.actor, str(id(action)))
+        offsets.append(ends.get(key, 0.0))
+        ends[key] = offsets[-1] + _action_weight(action, vocab)
+    return offsets
 
 
 def _action_weight(draft: ActionDraft, vocab: Vocabulary) -> float:

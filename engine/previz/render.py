@@ -249,14 +249,21 @@ class Scene:
         h = self.lens.height
         return Pose(self.lens.width / 2.0 + u * h, h / 2.0 - v * h, focal * body.height / distance * h, distance, roll)
 
-    def blur_radius(self, body: Body, state: CameraState) -> float:
-        """Depth-of-field blur in output pixels for a layer at ``body``'s depth."""
+    def blur_radius(self, body: Body, state: CameraState, i: int | None = None) -> float:
+        """Depth-of-field blur in output pixels for a layer at ``body``'s depth (at frame ``i`` the focus
+        follows the subject where the action moves it)."""
         b, cz = self.blocking, state.z * self.blocking.subject_depth
-        planes = [1.0 / max(depth - cz, 0.05) for depth in (b.foreground_depth, b.subject_depth, b.background_depth)]
+        subject = self.subject_depth(i) if i is not None else b.subject_depth
+        planes = [1.0 / max(depth - cz, 0.05) for depth in (b.foreground_depth, subject, b.background_depth)]
         f = min(max(state.focus, 0.0), 1.0) * 2.0
         focus = planes[0] + (planes[1] - planes[0]) * f if f <= 1.0 else planes[1] + (planes[2] - planes[1]) * (f - 1.0)
         here = 1.0 / max(body.z - cz, 0.05)
         return state.aperture * self.lens.height * state.zoom * b.subject_depth * abs(here - focus)
+
+    def subject_depth(self, i: int) -> float:
+        """How far away the subject stands at frame ``i`` (its resting depth without one)."""
+        index = next((j for j, p in enumerate(self.blocking.layers) if p.is_subject), None)
+        return self.figures[i][0][index].body.z if index is not None else self.blocking.subject_depth
 
     def bodies(self, i: int, layer: int | None) -> tuple[Body, Body, Body]:
         """The background (``layer`` None) or a foreground layer at frame ``i``: now, shutter open, closed."""
@@ -282,18 +289,20 @@ class Scene:
     def _make_sprites(self, data: dict, rest_size: tuple[float, float]) -> None:
         frames = range(len(self.states))
 
-        def margin(layer: int | None) -> float:
-            return max(3.0 * self.blur_radius(self.bodies(i, layer)[0], self.states[i][0])
-                       + math.hypot(*self.travel(i, layer)) for i in frames) + 2.0
+        def margin(i: int, layer: int | None) -> float:
+            """Output pixels around a layer that blur and motion may spread it by at frame ``i``."""
+            return 3.0 * self.blur_radius(self.bodies(i, layer)[0], self.states[i][0], i) + math.hypot(
+                *self.travel(i, layer)) + 2.0
 
         plate_poses = [self.pose(self.background, s[0]) for s in self.states]
         plate_unit = max(p.height_px for p in plate_poses) / rest_size[1]
-        extent = _plate_extent(plate_poses, rest_size[1], self.lens, margin(None))
+        extent = _plate_extent(plate_poses, rest_size[1], self.lens, max(margin(i, None) for i in frames))
         self.sprites = [make_plate(self.blocking.background, rest_size, plate_unit, extent, data["stage"])]
         for j, placement in enumerate(self.blocking.layers):
-            heights = [self.pose(self.bodies(i, j)[0], self.states[i][0]).height_px for i in frames]
-            tallest, smallest = max(heights), max(min(heights), 1.0)
-            pad = math.ceil(margin(j) * min(tallest, placement.reference.height) / smallest) + 2
+            heights = [max(self.pose(self.bodies(i, j)[0], self.states[i][0]).height_px, 1.0) for i in frames]
+            tallest = max(heights)
+            size = min(tallest, placement.reference.height)  # the card's height in its own pixels
+            pad = math.ceil(max(margin(i, j) * size / h for i, h in zip(frames, heights))) + 2
             self.sprites.append(make_card(placement.reference, tallest, pad, data["shadow"]))
 
     def _make_grade(self, grade: dict) -> None:
@@ -346,7 +355,7 @@ class Scene:
             return
         body = self.bodies(i, layer)[0]
         state = self.states[i][0]
-        _draw(canvas, sprite, self.pose(body, state), self.blur_radius(body, state), self.travel(i, layer), squash)
+        _draw(canvas, sprite, self.pose(body, state), self.blur_radius(body, state, i), self.travel(i, layer), squash)
 
     def _turned(self, sprite: Sprite | None, figure: Figure) -> tuple[Sprite | None, float]:
         """The sprite a turned figure shows (its back past side-on) and how much it is squashed."""
