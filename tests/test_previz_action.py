@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from refvideo.engine.camera.path import parse_shot_for
 from refvideo.engine.errors import InputError
 from refvideo.engine.previz.action import Motion
@@ -23,6 +24,16 @@ from test_previz import SCENE, character, environment, red_mask, render
 def layout_masks(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The character's and the prop's pixels in a layout frame (layers are coloured far to near: red, blue)."""
     return (frame[..., 0] > 0.7) & (frame[..., 1] < 0.4), (frame[..., 2] > 0.7) & (frame[..., 0] < 0.4)
+
+
+def inner(mask: np.ndarray) -> np.ndarray:
+    """``mask`` without a two-pixel rim (away from anti-aliased edges)."""
+    return mask & np.roll(mask, 2, 0) & np.roll(mask, -2, 0) & np.roll(mask, 2, 1) & np.roll(mask, -2, 1)
+
+
+def nearer_than_background(frame: np.ndarray) -> np.ndarray:
+    """The pixels of a depth frame brighter than its darkest (the background)."""
+    return frame[..., 0] > frame[..., 0].min() + 0.05
 
 
 def centroid_x(mask: np.ndarray) -> float:
@@ -141,7 +152,6 @@ def test_depth_is_near_bright_in_layer_order_and_overlaps_show_the_nearer_layer(
     assert np.array_equal(frames[..., 0], frames[..., 1]) and np.array_equal(frames[..., 0], frames[..., 2])
     layout = draw("Mara walks to the right.", output="layout")
     her, lantern = layout_masks(layout[0])
-    inner = lambda m: m & np.roll(m, 2, 0) & np.roll(m, -2, 0) & np.roll(m, 2, 1) & np.roll(m, -2, 1)
     depth = frames[0, ..., 0]
     assert depth[inner(lantern)].min() > depth[inner(her)].max() > depth[~(her | lantern)].max()
     alone = draw("Mara walks to the right.", output="layout", refs=ReferenceSet((character(), environment())))
@@ -153,10 +163,11 @@ def test_depth_is_near_bright_in_layer_order_and_overlaps_show_the_nearer_layer(
 def test_depth_moves_with_the_camera():
     dolly = draw("fast dolly in", output="depth")
     truck = draw("truck right", output="depth")
-    mask = lambda f: f[..., 0] > f[..., 0].min() + 0.05
-    assert dolly[-1, ..., 0][mask(dolly[-1])].max() > dolly[0, ..., 0][mask(dolly[0])].max() + 0.03  # nearer: brighter
-    assert mask(dolly[-1]).sum() > 1.2 * mask(dolly[0]).sum()  # and larger
-    assert centroid_x(mask(truck[-1])) < centroid_x(mask(truck[0])) - 5  # trucking right slides the layers left
+    first, last = nearer_than_background(dolly[0]), nearer_than_background(dolly[-1])
+    assert dolly[-1, ..., 0][last].max() > dolly[0, ..., 0][first].max() + 0.03  # nearer: brighter
+    assert last.sum() > 1.2 * first.sum()  # and larger
+    moved = centroid_x(nearer_than_background(truck[-1])) - centroid_x(nearer_than_background(truck[0]))
+    assert moved < -5  # trucking right slides the layers left
 
 
 def test_layout_matches_the_silhouettes():

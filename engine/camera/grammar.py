@@ -609,7 +609,8 @@ class ActionReader:
             found = _longest(vocab.verbs, lemmas, i) if not (i and self._possessive(words[i - 1])) else None
             if found is not None:
                 length = found[1]
-                if length > 1 and i + length < len(lemmas) and lemmas[i + length] in vocab.action_words["argument_skip"]:
+                skip = vocab.action_words["argument_skip"]
+                if length > 1 and i + length < len(lemmas) and lemmas[i + length] in skip:
                     found = _longest(vocab.verbs, lemmas[:i + length - 1], i) or found  # "walks in the rain"
                 verb = (found[0], i, i + found[1])
                 break

@@ -176,7 +176,8 @@ class Motion:
         if first:
             track.turn = math.pi if cue.origin == "away" else (math.pi / 2 if cue.target == "camera" else 0.0)
         now = track.turns[-1].after[0] if track.turns else track.turn
-        goal = {"camera": 0.0, "away": math.pi, "left": -math.pi / 2, "right": math.pi / 2}.get(cue.target, now + math.pi)
+        goals = {"camera": 0.0, "away": math.pi, "left": -math.pi / 2, "right": math.pi / 2}
+        goal = goals.get(cue.target, now + math.pi)
         if cue.target == "camera" and abs(now) > math.pi:
             goal = 2.0 * math.pi * round(now / (2.0 * math.pi))
         track.turns.append(_Segment(cue.start, cue.end, cue.easing, (now,), (goal,)))
@@ -187,7 +188,8 @@ class Motion:
         if cue.kind == "enter":
             side = cue.origin if cue.origin in ("left", "right") else ("right" if track.rest.x > 0 else "left")
             start = self._offscreen(side, track, z)
-            goal = self._place(cue.target, track, track.rest.x, track.rest.z) if cue.target else (track.rest.x, track.rest.z)
+            rest = (track.rest.x, track.rest.z)
+            goal = self._place(cue.target, track, *rest) if cue.target else rest
         elif cue.kind == "exit":
             side = cue.target if cue.target in ("left", "right") else ("right" if x > 0 else "left")
             start, goal = (x, z), self._offscreen(side, track, z)
@@ -197,8 +199,8 @@ class Motion:
             goal = self._place(target, track, *start)
         if first:
             track.position = start
-        end, stop = cue.end, next((s.start for s in stops if s.actor == cue.actor and cue.start < s.start < cue.end), None)
-        segment = _Segment(cue.start, end, cue.easing, start, goal, gait=cue.pace)
+        stop = next((s.start for s in stops if s.actor == cue.actor and cue.start < s.start < cue.end), None)
+        segment = _Segment(cue.start, cue.end, cue.easing, start, goal, gait=cue.pace)
         if stop is not None:  # "then suddenly stops": frozen where it is
             segment = replace(segment, end=stop, after=segment.value(stop), easing="ease_out")
         track.moves.append(segment)

@@ -422,7 +422,8 @@ def _aim_tilt(camera: ShotCamera, blocking: Blocking, aspect: float, focal: floa
     return v_aim / focal - AIM_TARGET / (focal * float(framing.get("zoom", 1.0)))
 
 
-def _plate_extent(poses: list[Pose], rest_height: float, lens: Lens, margin: float) -> tuple[float, float, float, float]:
+def _plate_extent(poses: list[Pose], rest_height: float, lens: Lens,
+                  margin: float) -> tuple[float, float, float, float]:
     """The area of the background plate any frame sees, in frame heights from its centre at rest."""
     xs, ys = [], []
     corners = [(-margin, -margin), (lens.width + margin, -margin), (-margin, lens.height + margin),
