@@ -200,3 +200,18 @@ def test_the_loader_render_option_chooses_the_samplers_frames():
     with pytest.raises(InputError) as error:
         LoadOptions(render="normals")
     assert error.value.input == "render"
+
+
+def test_the_documented_strip_prompts_are_all_understood():
+    """docs/previz.md shows a strip per verb; every prompt behind them reads without unknown words."""
+    import importlib.util
+
+    from test_previz import PACK_ROOT
+
+    spec = importlib.util.spec_from_file_location("make_previz_strips", PACK_ROOT / "scripts" / "make_previz_strips.py")
+    assert spec is not None and spec.loader is not None
+    strips = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(strips)
+    for _, prompt, _ in strips.STRIPS:
+        shot = parse_shot_for(prompt, SCENE)
+        assert shot.actions and not shot.action_unknown and not shot.unknown, prompt
