@@ -12,7 +12,7 @@ and the draw order follows the distances. Places and amounts are data
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from ..camera.path import ActionCue, eased
 from .blocking import Blocking, Placement
@@ -48,10 +48,6 @@ class Atmosphere:
     rain: float = 0.0
     fog: float = 0.0
 
-    @property
-    def clear(self) -> bool:
-        return not (self.night or self.lights or self.rain or self.fog)
-
 
 def body_at_rest(p: Placement, aspect: float, focal: float) -> Body:
     """The world position that puts a layer's foot point where the blocking says, camera at rest."""
@@ -86,8 +82,8 @@ class _Track:
     width: float  # world width of the picture at rest
     position: tuple[float, float]  # (x, z) at the start of the shot
     turn: float = 0.0
-    moves: list[_Segment] | None = None
-    turns: list[_Segment] | None = None
+    moves: list[_Segment] = field(default_factory=list)
+    turns: list[_Segment] = field(default_factory=list)
     holder: int | None = None  # the layer holding this prop
     attach: tuple[float, float] = (2.0, 2.0)  # when it goes to the hand (start, end)
 
@@ -101,18 +97,11 @@ class Motion:
         self.subject_depth = blocking.subject_depth
         self.layers = blocking.layers
         self.warnings: list[str] = []
-        self.tracks = [_Track(body_at_rest(p, aspect, focal), w * body_at_rest(p, aspect, focal).height,
-                              (body_at_rest(p, aspect, focal).x, p.depth), moves=[], turns=[])
-                       for p, w in zip(blocking.layers, widths)]
+        rests = [body_at_rest(p, aspect, focal) for p in blocking.layers]
+        self.tracks = [_Track(rest, w * rest.height, (rest.x, rest.z)) for rest, w in zip(rests, widths)]
         self.channels: dict[str, list[_Segment]] = {c: [] for c in CHANNELS}
         self.initial = {c: 0.0 for c in CHANNELS}
         self._plan(sorted(actions, key=lambda a: a.start))
-
-    @property
-    def still(self) -> bool:
-        """True when nothing moves and the environment never changes."""
-        return all(not (t.moves or t.turns or t.holder is not None) for t in self.tracks) and not any(
-            self.channels.values())
 
     # ---- planning
 
@@ -165,14 +154,12 @@ class Motion:
         if cue.state:
             self.initial[cue.channel] = cue.level
             return
-        if not segments:
-            self.initial[cue.channel] = self.initial[cue.channel] if self.initial[cue.channel] != cue.level else (
-                1.0 - cue.level)
+        if not segments and self.initial[cue.channel] == cue.level:
+            self.initial[cue.channel] = 1.0 - cue.level  # "the lights go out": they were on
         before = segments[-1].after if segments else (self.initial[cue.channel],)
         segments.append(_Segment(cue.start, cue.end, cue.easing, before, (cue.level,)))
 
     def _plan_turn(self, track: _Track, cue: ActionCue, first: bool) -> None:
-        assert track.turns is not None
         if first:
             track.turn = math.pi if cue.origin == "away" else (math.pi / 2 if cue.target == "camera" else 0.0)
         now = track.turns[-1].after[0] if track.turns else track.turn
@@ -183,7 +170,6 @@ class Motion:
         track.turns.append(_Segment(cue.start, cue.end, cue.easing, (now,), (goal,)))
 
     def _plan_move(self, track: _Track, cue: ActionCue, first: bool, stops: list[ActionCue]) -> None:
-        assert track.moves is not None
         x, z = track.moves[-1].after if track.moves else track.position
         if cue.kind == "enter":
             side = cue.origin if cue.origin in ("left", "right") else ("right" if track.rest.x > 0 else "left")
@@ -246,7 +232,7 @@ class Motion:
     def _own(self, track: _Track, t: float) -> Figure:
         x, z = track.position
         bob = 0.0
-        for segment in track.moves or ():
+        for segment in track.moves:
             if t < segment.start:
                 break
             x, z = segment.value(t)
@@ -256,7 +242,7 @@ class Motion:
                 p = (t - segment.start) / (segment.end - segment.start)
                 bob = float(gait["bob"]) * track.rest.height * abs(math.sin(math.pi * steps * p))
         turn = track.turn
-        for segment in track.turns or ():
+        for segment in track.turns:
             if t < segment.start:
                 break
             turn = segment.value(t)[0]
