@@ -173,7 +173,7 @@ def test_a_broken_prompt_gets_node_errors_naming_each_input(server):
 
 def test_a_node_failing_at_run_time_reports_a_readable_execution_error(server):
     workflow = api_workflow("previz_to_diffusion")
-    workflow["2"]["inputs"]["match_frames_of"] = "auto"  # an animatic timed for Wan: 81 frames, not 21
+    workflow["9"]["inputs"]["match_frames_of"] = "auto"  # a depth video timed for Wan: 81 frames, not 21
     entry = server.wait_for(queue(server, workflow))
     assert entry["status"]["status_str"] == "error"
     error = messages(entry)["execution_error"]
@@ -244,7 +244,7 @@ def test_refvideo_run_server_reports_refusals_and_failures_as_json(server, tmp_p
     assert not report["ok"] and {(e["node"], e["input"]) for e in report["errors"]} >= {("4", "resolution")}
     assert output_files(server) == before and not list(tmp_path.rglob("*.mp4"))  # withdrawn: nothing ran
     failed = refvideo("run", "workflows/api/previz_to_diffusion.json", "--server", server.url, "--json",
-                      "--set", "2.match_frames_of=auto", "--set", "3.resolution=144p", "--output-dir", str(tmp_path))
+                      "--set", "9.match_frames_of=auto", "--set", "10.resolution=144p", "--output-dir", str(tmp_path))
     assert failed.returncode == 1
     [error] = json.loads(failed.stdout)["errors"]
     assert error["node"] == "6" and "control video has 81 frames" in error["message"]
