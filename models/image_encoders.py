@@ -217,7 +217,15 @@ _loaded: dict[tuple, TransformersEncoder] = {}
 
 def load_encoder(name: str, *, input_name: str = "encoder") -> TransformersEncoder:
     """Encoder ``name`` from the ``clip_vision`` folders, on RefVideo's device; the last one stays loaded."""
-    path = find_encoder(name, input_name=input_name)
+    return load_encoder_at(find_encoder(name, input_name=input_name), name)
+
+
+def load_encoder_at(path: Path, name: str | None = None) -> TransformersEncoder:
+    """The encoder in file or folder ``path`` (a ``.safetensors`` file or a transformers folder)."""
+    name = name or path.name
+    if not path.exists() or (path.is_file() and path.suffix != ".safetensors"):
+        raise ModelNotFound(f"'{path}' is not an image encoder file or folder.", input="encoder",
+                            fix=f"Give a .safetensors file or a transformers folder. {SUGGESTION}")
     stat = path.stat()
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     with _lock:
@@ -227,3 +235,13 @@ def load_encoder(name: str, *, input_name: str = "encoder") -> TransformersEncod
             encoder.model.to(host.torch_device())
             _loaded[key] = encoder
         return _loaded[key]
+
+
+def choice_note(chosen: str) -> str:
+    """What the report says when no encoder was chosen: which files would enable likeness."""
+    if chosen and chosen != NONE:
+        return ""
+    found = list_encoders()
+    if found:
+        return f"No encoder chosen; {', '.join(found)} would enable likeness (choose one as the encoder)."
+    return f"No image encoder found. {SUGGESTION}"

@@ -22,18 +22,20 @@ _RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
                         [0.2126729, 0.7151522, 0.0721750],
                         [0.0193339, 0.1191920, 0.9503041]], dtype=np.float64)
 _WHITE = np.array([0.95047, 1.0, 1.08883])
+_TO_XYZ = (_RGB_TO_XYZ.T / _WHITE).astype(np.float32)                             # rows: R, G, B -> X/Xn...
+_FROM_XYZ = (np.linalg.inv(_RGB_TO_XYZ).T * _WHITE[:, None]).astype(np.float32)   # X/Xn... -> linear RGB
 _EPSILON, _KAPPA = 216 / 24389, 24389 / 27
 DIRECTIONS = 48      # projections of the sliced Wasserstein distance
 QUANTILES = 64       # quantiles compared along each projection
-MAX_PIXELS = 40_000    # pixels a distribution is summarised from
+MAX_PIXELS = 16_384    # pixels a distribution is summarised from
 SAMPLE_SIDE = 96     # frames are measured with their longer side at most this many pixels
 
 
 def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """sRGB values in 0..1 (any leading shape, last axis 3) as CIELAB ``L, a, b`` (float32)."""
-    c = np.clip(np.asarray(rgb, dtype=np.float64), 0.0, 1.0)
-    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    xyz = linear @ _RGB_TO_XYZ.T / _WHITE
+    c = np.clip(np.asarray(rgb, dtype=np.float32), 0.0, 1.0)
+    linear = np.where(c <= 0.04045, c / np.float32(12.92), ((c + np.float32(0.055)) / np.float32(1.055)) ** 2.4)
+    xyz = linear @ _TO_XYZ
     f = np.where(xyz > _EPSILON, np.cbrt(xyz), (_KAPPA * xyz + 16) / 116)
     lab = np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
     return lab.astype(np.float32)
@@ -41,11 +43,11 @@ def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
 
 def lab_to_srgb(lab: np.ndarray) -> np.ndarray:
     """CIELAB back to sRGB in 0..1 (clipped; float32)."""
-    lab = np.asarray(lab, dtype=np.float64)
+    lab = np.asarray(lab, dtype=np.float32)
     fy = (lab[..., 0] + 16) / 116
     f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], axis=-1)
-    xyz = np.where(f ** 3 > _EPSILON, f ** 3, (116 * f - 16) / _KAPPA) * _WHITE
-    linear = np.clip(xyz @ np.linalg.inv(_RGB_TO_XYZ).T, 0.0, None)
+    xyz = np.where(f ** 3 > _EPSILON, f ** 3, (116 * f - 16) / _KAPPA)
+    linear = np.clip(xyz @ _FROM_XYZ, 0.0, None)
     srgb = np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
     return np.clip(srgb, 0.0, 1.0).astype(np.float32)
 

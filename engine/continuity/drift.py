@@ -39,9 +39,10 @@ def _cast(shot: ColorStats, anchor: ColorStats, table: dict) -> str:
         words.append(f"{'brighter' if d_exposure > 0 else 'darker'} by {abs(d_exposure):.0f} L*")
     da, db = (s - a for s, a in zip(shot.white_balance, anchor.white_balance))
     if np.hypot(da, db) > table["white_balance"]:
-        tone = "warmer" if db > 0 else "cooler"
-        tint = "magenta" if da > 0 else "green"
-        words.append(f"{tone} and more {tint} (a* {da:+.0f}, b* {db:+.0f})")
+        casts = [word for value, word in ((db, "warmer" if db > 0 else "cooler"),
+                                          (da, "more magenta" if da > 0 else "greener"))
+                 if abs(value) > table["white_balance"] / 2]
+        words.append(f"{' and '.join(casts)} (a* {round(da):+d}, b* {round(db):+d})")
     return f" ({'; '.join(words)})" if words else ""
 
 
