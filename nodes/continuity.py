@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..jobs.continuity import ANCHORS, anchor_frames_for, continuity_report
 from ..engine.frames import to_tensor
+from ..jobs.continuity import ANCHORS, anchor_frames_for, continuity_report
 from ..models.image_encoders import NONE, list_encoders
 from .common import CATEGORY, REFSET, with_ui
 

@@ -4,12 +4,11 @@ from), a graded copy and one whose first frames are the character's sampler canv
 from __future__ import annotations
 
 import numpy as np
-
 from refvideo.engine.continuity.color import lab_to_srgb, srgb_to_lab
-from refvideo.engine.references.reference import ReferenceSet
 from refvideo.engine.references.images import from_uint8, sampler_canvas
-from refvideo.jobs.reference_prep import ReferenceInput, prepare_set
+from refvideo.engine.references.reference import ReferenceSet
 from refvideo.engine.sizes import ANY_FRAMES, plan_render
+from refvideo.jobs.reference_prep import ReferenceInput, prepare_set
 from refvideo.models import registry
 from refvideo.models.backend import RenderRequest
 from refvideo.models.previz import PrevizBackend

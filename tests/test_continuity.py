@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from continuity_clips import PROMPTS, flashed, graded, previz, sample_set
-
 from refvideo.engine.continuity import color, drift
 from refvideo.engine.continuity.anchor import anchor_clip
 from refvideo.engine.continuity.check import ClipInput, analyse
@@ -157,7 +156,7 @@ def test_likeness_drift_within_and_across_shots():
     kinds = {(f.check, f.frames is None) for f in found}
     assert ("drift", False) in kinds                     # within the shot, last quarter named
     assert ("drift", True) in kinds                      # across shots, against shot 1's level
-    within = [f for f in found if f.check == "drift" and f.frames is not None][0]
+    within = next(f for f in found if f.check == "drift" and f.frames is not None)
     assert within.frames == (12, 15)
 
 

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from continuity_clips import flashed, graded, previz, sample_set
 from PIL import Image
-
+from refvideo.engine.references.library import save_set
 from refvideo.engine.video import encoder
 from refvideo.headless.cli.main import main
-from refvideo.engine.references.library import save_set
 
 PACK = Path(__file__).resolve().parent.parent
 REFERENCES = ["--reference", f"character={PACK / 'samples/character_mara.png'}",

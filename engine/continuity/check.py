@@ -19,7 +19,7 @@ from . import drift
 from .color import ColorStats, image_pixels, shrink, srgb_to_lab, stats
 from .flash import find_flashes
 from .likeness import ImageEncoder, embed_in_batches, reference_view, similarities, square_view
-from .report import ClipReport, Report, thresholds
+from .report import ClipReport, ContinuityFinding, Report, thresholds
 
 COLOR_ROLES = ("environment", "style")           # references whose colours a shot should keep
 LIKENESS_ROLES = ("character", "prop", "environment")
@@ -67,7 +67,7 @@ def _measure(clip: ClipInput, side: int, square: int | None) -> _Measured:
         view.append(shrink(thumb, side))
         if square:
             squares.append(square_view(thumb, square))
-    if not view:
+    if size is None:
         raise InputError(f"'{clip.name}' has no frames.", input=clip.name, fix="Give a clip with at least one frame.")
     return _Measured(clip.name, clip.fps, size, np.stack(view), np.stack(squares) if squares else None,
                      shrink(thumbs[len(thumbs) // 2], THUMB_SIDE))
@@ -116,9 +116,9 @@ def analyse(clips: list[ClipInput], references: list[Reference], encoder: ImageE
         whole, color, findings = _color(measured.view, flashed, refs, baseline, index)
         findings = drift.flash_findings(flashes) + findings
         similarity, likeness = None, None
-        if encoder is not None and measured.squares is not None:
+        if encoder is not None and measured.squares is not None and refs.embeddings is not None:
             similarity = similarities(embed_in_batches(encoder, measured.squares), refs.embeddings)
-            levels = _levels(similarity, flashed) if baseline is None else baseline[1]
+            levels = baseline[1] if baseline is not None and baseline[1] is not None else _levels(similarity, flashed)
             likeness, more = _likeness(similarity, refs.liked, levels, flashed, index)
             findings += more
         if baseline is None:
@@ -151,7 +151,7 @@ def _color(view: np.ndarray, flashed: np.ndarray, refs: _References,
              "reference_distance": round(float(np.mean(judged)), 2) if judged else None,
              "within_distance": round(head.distance(tail), 2),
              "shot_distance": None if baseline is None else round(whole.distance(baseline[0]), 2)}
-    found = drift.color_findings(whole, refs.judged)
+    found: list[ContinuityFinding | None] = list(drift.color_findings(whole, refs.judged))
     found.append(drift.color_drift(head.distance(tail), f"within shot {index + 1} (first quarter to last)",
                                    (int(kept[tail_part.start]), int(kept[-1])), drift.cast_words(tail, head)))
     if baseline is not None:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..references.matting import downsample
 from ..references.images import from_uint8
+from ..references.matting import downsample
 
 # sRGB (D65) -> XYZ, and the D65 white point
 _RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..references.reference import Reference
 from ..references.images import from_uint8, sampler_canvas
+from ..references.reference import Reference
 from .color import shrink
 
 FLASH_ROLES = ("character", "prop")

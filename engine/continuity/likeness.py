@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image
 
 from ..frames import fit_box
-from ..references.reference import Reference
 from ..references.images import from_uint8, sampler_canvas, to_uint8
+from ..references.reference import Reference
 
 
 class ImageEncoder(Protocol):
@@ -37,7 +37,7 @@ def square_view(image: np.ndarray, size: int) -> np.ndarray:
     picture = Image.fromarray(np.ascontiguousarray(pixels[..., :3]), "RGB")
     fitted, offset = fit_box(picture.width, picture.height, size, size)
     canvas = Image.new("RGB", (size, size), (255, 255, 255))
-    canvas.paste(picture.resize(fitted, Image.BICUBIC), offset)
+    canvas.paste(picture.resize(fitted, Image.Resampling.BICUBIC), offset)
     return from_uint8(np.asarray(canvas))
 
 

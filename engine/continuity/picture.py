@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..references.reference import Reference
 from ..references.images import from_uint8, to_uint8
+from ..references.reference import Reference
 from .report import Report
 
 WIDTH = 1280
@@ -24,7 +24,7 @@ LINE_COLOURS = ((230, 80, 60), (60, 140, 230), (60, 180, 90), (200, 150, 40), (1
 BACKGROUND, INK, GRID, ALERT = (250, 250, 248), (40, 40, 40), (200, 200, 200), (210, 40, 40)
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
@@ -32,15 +32,15 @@ def dominant_colours(image: np.ndarray, mask: np.ndarray | None = None,
                      count: int = SWATCHES) -> list[tuple[int, int, int]]:
     """The ``count`` main colours of an RGB image (median-cut), most frequent first; only the subject
     (``mask`` > 0.5) when a mask is given."""
-    picture = Image.fromarray(to_uint8(np.asarray(image)[..., :3]), "RGB").resize((64, 64), Image.BOX)
+    picture = Image.fromarray(to_uint8(np.asarray(image)[..., :3]), "RGB").resize((64, 64), Image.Resampling.BOX)
     if mask is not None:
-        keep = np.asarray(Image.fromarray(to_uint8(mask), "L").resize((64, 64), Image.BOX)) > 127
+        keep = np.asarray(Image.fromarray(to_uint8(mask), "L").resize((64, 64), Image.Resampling.BOX)) > 127
         if keep.sum() >= count:
             picture = Image.fromarray(np.asarray(picture)[keep][None], "RGB")
     quantised = picture.quantize(colors=count, method=Image.Quantize.MEDIANCUT)
     palette = quantised.getpalette() or []
-    used = sorted(quantised.getcolors() or [], reverse=True)
-    return [tuple(palette[3 * i:3 * i + 3]) for _, i in used][:count]  # type: ignore[misc]
+    used: list[tuple[int, int]] = sorted(quantised.getcolors() or [], reverse=True)  # type: ignore[arg-type]
+    return [(int(palette[3 * i]), int(palette[3 * i + 1]), int(palette[3 * i + 2])) for _, i in used][:count]
 
 
 def _measured(report: Report) -> bool:
