@@ -195,3 +195,16 @@ def test_picture_shows_swatches_and_flagged_shots(scene):
     assert picture.ndim == 3 and picture.shape[1] == 1280 and picture.dtype == np.float32
     red_text = (np.abs(picture - np.array([210, 40, 40]) / 255).max(axis=-1) < 0.02).sum()
     assert red_text > 20                                 # the drifting shot's label is drawn in red
+
+
+def test_the_lookup_table_applies_the_lab_map_within_one_level():
+    from refvideo.engine.continuity.anchor import apply_lut, color_lut, transfer_map
+
+    rng = np.random.default_rng(4)
+    frames = rng.random((2, 48, 64, 3)).astype(np.float32)
+    anchor = rng.random((40, 40, 3)).astype(np.float32) * 0.4 + 0.5
+    matrix, mu_s, mu_t = transfer_map(color.srgb_to_lab(frames), color.srgb_to_lab(anchor))
+    offset = mu_t - matrix @ mu_s
+    direct = color.lab_to_srgb(color.srgb_to_lab(frames) @ matrix.T.astype(np.float32) + offset.astype(np.float32))
+    through_lut = apply_lut(frames, color_lut(matrix, offset))
+    assert np.abs(direct - through_lut).max() <= 1.0 / 255 and np.abs(direct - through_lut).mean() < 0.4 / 255
