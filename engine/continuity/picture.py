@@ -25,7 +25,10 @@ BACKGROUND, INK, GRID, ALERT = (250, 250, 248), (40, 40, 40), (200, 200, 200), (
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    return ImageFont.load_default(size=size)
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow before 10.1: one bitmap size
+        return ImageFont.load_default()
 
 
 def dominant_colours(image: np.ndarray, mask: np.ndarray | None = None,
@@ -121,6 +124,11 @@ def draw(report: Report, references: list[Reference]) -> np.ndarray:
             label += f"  to refs {clip.color['reference_distance']:.1f}"
         if clip.color.get("shot_distance") is not None:
             label += f"  to shot 1 {clip.color['shot_distance']:.1f}"
+        flashes = [f"flash {f.frames[0]}-{f.frames[1]}" for f in clip.findings
+                   if f.check == "reference_flash" and f.frames]
+        if flashes:
+            label += "\n" + ", ".join(flashes)
+            flagged = True
         at = (20 + col * tile_w, top + 20 + row * (THUMB + 90))
         _tile(canvas, pen, clip.swatch if clip.swatch is not None else np.ones((9, 16, 3)), at, label,
               ALERT if flagged else INK)
