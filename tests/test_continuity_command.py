@@ -84,6 +84,8 @@ def test_bad_inputs_exit_2_before_any_work(shots, tmp_path, capsys):
     assert main(["continuity", str(tmp_path / "notes.txt"), *REFERENCES]) == 2
     assert "cannot be read as a video" in capsys.readouterr().err
     assert main(["continuity", files[0], "--reference", str(tmp_path / "missing.png")]) == 2
+    assert main(["continuity", files[0], "--reference", "hero=mara.png"]) == 2
+    assert "'hero' in 'hero=mara.png' is not a role" in capsys.readouterr().err
     assert main(["continuity", files[0], *REFERENCES, "--encoder", "absent.safetensors"]) == 2
     assert "no image encoder 'absent.safetensors'" in capsys.readouterr().err
     np.testing.assert_equal(main(["continuity", files[0], "--reference-set", "unknown"]), 2)

@@ -48,7 +48,11 @@ def guess_role(rgb: np.ndarray, alpha: np.ndarray | None) -> tuple[str, str]:
 def read_reference(argument: str) -> tuple[Reference, str | None]:
     """A ``--reference`` argument (``ROLE=IMAGE`` or ``IMAGE``) as a reference, and the note saying the
     guessed role (None when the role was given)."""
-    role, _, path = argument.partition("=") if argument.split("=", 1)[0] in ROLES else ("", "", argument)
+    prefix = argument.split("=", 1)[0]
+    if "=" in argument and prefix not in ROLES and not Path(argument).exists():
+        raise InputError(f"'{prefix}' in '{argument}' is not a role.", input="--reference",
+                         fix=f"Write ROLE=IMAGE with ROLE one of: {', '.join(ROLES)}.")
+    role, _, path = argument.partition("=") if prefix in ROLES else ("", "", argument)
     loaded = read_image_file(Path(path), input_name="--reference", source=path)
     note = None
     if not role:

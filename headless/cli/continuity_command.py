@@ -43,6 +43,7 @@ def _encoder(argument: str | None):
 
 
 def continuity_command(args: argparse.Namespace) -> int:
+    clips = [open_clip(path) for path in args.clips]      # every input checked before any work
     notes: list[str] = []
     if args.reference_set:
         references = list(load_set(args.reference_set, input_name="--reference-set"))
@@ -52,7 +53,6 @@ def continuity_command(args: argparse.Namespace) -> int:
             reference, note = read_reference(argument)
             references.append(reference)
             notes += [note] if note else []
-    clips = [open_clip(path) for path in args.clips]      # every clip checked before any work
     encoder, encoder_note = _encoder(args.encoder)
     report = analyse(clips, references, encoder, encoder_note)
     if args.plot:
