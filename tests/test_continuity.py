@@ -103,6 +103,17 @@ def test_a_clip_opening_on_the_character_canvas_is_flagged_with_that_range(scene
     assert "color" not in checks(report) and "drift" not in checks(report)  # flash frames are judged apart
 
 
+def test_a_flash_that_is_not_pixel_exact_is_found_too(scene):
+    refs, clips = scene
+    canvas = flashed(clips[0], refs, 1)[0]
+    noisy = clips[0].copy()
+    rng = np.random.default_rng(5)
+    for i, blend in enumerate((0.9, 0.8, 0.7)):      # the canvas fading into the shot, with grain
+        noisy[i] = np.clip(blend * canvas + (1 - blend) * clips[0][i] + rng.normal(0, 0.05, canvas.shape), 0, 1)
+    report = analyse([ClipInput("fading flash", noisy)], list(refs))
+    assert [f.frames for f in report.clips[0].findings if f.check == "reference_flash"] == [(0, 2)]
+
+
 def test_previz_clips_of_the_samples_do_not_flash(scene):
     refs, clips = scene
     more = [previz(refs, "fast dolly in", 5), previz(refs, "the character turns to face camera", 6)]

@@ -1,7 +1,7 @@
 """The continuity report: findings in the shape of the reference quality report, per clip.
 
 ``--json`` of ``refvideo continuity`` and the ContinuityReport node print :meth:`Report.to_dict`:
-``{"clips": [{"file", "frames", "findings": [...], "color": {...}, "likeness": {...} or null}],
+``{"clips": [{"file", "frames", "fps", "findings": [...], "color": {...}, "likeness": {...} or null}],
 "encoder": name or null, "plot": path or null}``; each finding is ``{"check", "severity",
 "frames", "reference", "message", "fix"}``.
 """
@@ -14,9 +14,6 @@ import numpy as np
 
 from ..references.quality import Finding
 from ..storage import read_data
-
-CHECKS = ("color", "likeness", "reference_flash", "drift")
-
 
 def thresholds() -> dict:
     """The continuity thresholds, messages and fixes (read once)."""
@@ -57,7 +54,8 @@ class ClipReport:
     swatch: np.ndarray | None = None       # the shot's middle frame, shrunk, for the picture
 
     def to_dict(self) -> dict:
-        return {"file": self.file, "frames": self.frames, "findings": [f.to_dict() for f in self.findings],
+        return {"file": self.file, "frames": self.frames, "fps": self.fps,
+                "findings": [f.to_dict() for f in self.findings],
                 "color": self.color, "likeness": self.likeness}
 
 
