@@ -83,16 +83,16 @@ def main() -> None:
     frames = clip["frames"]
     with tempfile.TemporaryDirectory() as folder:
         path = encode_video(frames, FPS, Path(folder) / "shot.mp4").path
+        tiny = encoder_of(32, 1, 1, 32, 32, 8, "tiny")
         cases = {
             "color_only_in_memory": lambda: analyse([ClipInput("shot", frames)], references),
             "color_only_from_mp4": lambda: analyse([open_clip(str(path))], references),
-            "tiny_encoder": lambda enc=encoder_of(32, 1, 1, 32, 32, 8, "tiny"): analyse(
-                [ClipInput("shot", frames)], references, enc),
+            "tiny_encoder": lambda: analyse([ClipInput("shot", frames)], references, tiny),
             "color_anchor": lambda: anchor_clip(frames, refs.with_role("environment")[0].image, 1.0),
         }
         if args.vit_b:
-            cases["vit_b16_encoder"] = lambda enc=encoder_of(768, 12, 12, 3072, 16, 512, "vit-b"): analyse(
-                [ClipInput("shot", frames)], references, enc)
+            vit_b = encoder_of(768, 12, 12, 3072, 16, 512, "vit-b")
+            cases["vit_b16_encoder"] = lambda: analyse([ClipInput("shot", frames)], references, vit_b)
         for name, run in cases.items():
             results[name] = best_of(args.repeat, run)
     report = {"clip": results["clip"], "previz_seconds_per_video_second": results["previz_render"] / seconds}

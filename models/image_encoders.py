@@ -59,8 +59,8 @@ class TransformersEncoder:
     def pixel_values(self, images: np.ndarray) -> Any:
         """The model input ``[N, 3, S, S]`` for pictures ``[N, S, S, 3]`` (float 0..1)."""
         torch = require("torch", "The likeness measure")
-        pixels = (np.asarray(images, dtype=np.float32)[..., :3] - np.asarray(self.mean, np.float32)) / np.asarray(self.std,
-                                                                                             np.float32)
+        mean, std = np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32)
+        pixels = (np.asarray(images, dtype=np.float32)[..., :3] - mean) / std
         return torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))
 
     def embed(self, images: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ from), a graded copy and one whose first frames are the character's sampler canv
 from __future__ import annotations
 
 import numpy as np
+
 from refvideo.engine.continuity.color import lab_to_srgb, srgb_to_lab
 from refvideo.engine.references.images import from_uint8, sampler_canvas
 from refvideo.engine.references.reference import ReferenceSet

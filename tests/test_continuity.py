@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from continuity_clips import PROMPTS, flashed, graded, previz, sample_set
 from refvideo.engine.continuity import color, drift
 from refvideo.engine.continuity.anchor import anchor_clip

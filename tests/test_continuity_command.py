@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from continuity_clips import flashed, graded, previz, sample_set
 from PIL import Image
+
+from continuity_clips import flashed, graded, previz, sample_set
 from refvideo.engine.references.library import save_set
 from refvideo.engine.video import encoder
 from refvideo.headless.cli.main import main

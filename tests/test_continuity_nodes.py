@@ -8,6 +8,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
 from continuity_clips import graded, previz, sample_set
 from refvideo.engine.continuity.check import ClipInput, analyse
 from refvideo.engine.continuity.report import thresholds
@@ -15,8 +18,6 @@ from refvideo.engine.errors import InputError
 from refvideo.engine.video import manifest
 from refvideo.engine.video.files import save_clip
 from refvideo.nodes.continuity import ColorAnchor, ContinuityReport
-from safetensors.torch import save_file
-from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from refvideo.engine.errors import InputError, ModelNotFound
-from refvideo.models import image_encoders
 from safetensors.torch import save_file
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection, Dinov2Config, Dinov2Model
+
+from refvideo.engine.errors import InputError, ModelNotFound
+from refvideo.models import image_encoders
 
 CLIP = dict(hidden_size=128, intermediate_size=96, num_hidden_layers=2, num_attention_heads=2, image_size=32,
             patch_size=8, projection_dim=24, hidden_act="gelu")

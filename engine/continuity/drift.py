@@ -85,7 +85,8 @@ def likeness_findings(similarity: np.ndarray, names: list[str], levels: np.ndarr
     return found
 
 
-def color_drift(distance: float, where: str, frames: tuple[int, int] | None, detail: str = "") -> ContinuityFinding | None:
+def color_drift(distance: float, where: str, frames: tuple[int, int] | None,
+                detail: str = "") -> ContinuityFinding | None:
     table = thresholds()["drift"]
     level = severity(distance, table["color"])
     if level is None:

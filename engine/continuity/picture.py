@@ -61,8 +61,13 @@ def _curves(draw: ImageDraw.ImageDraw, report: Report, top: int) -> None:
     values = np.concatenate([c.similarity for c in report.clips if c.similarity is not None])
     low, high = float(values.min()) - 0.02, float(values.max()) + 0.02
     total = sum(c.frames for c in report.clips)
-    x = lambda i: left + (right - left) * i / max(1, total - 1)
-    y = lambda v: bottom - (bottom - top) * (v - low) / max(high - low, 1e-6)
+
+    def x(i: float) -> float:
+        return left + (right - left) * i / max(1, total - 1)
+
+    def y(v: float) -> float:
+        return bottom - (bottom - top) * (v - low) / max(high - low, 1e-6)
+
     draw.rectangle((left, top, right, bottom), outline=GRID)
     for v in (low + 0.02, high - 0.02):
         draw.text((4, y(v) - 7), f"{v:.2f}", fill=INK, font=_font(12))

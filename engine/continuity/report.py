@@ -15,6 +15,7 @@ import numpy as np
 from ..references.quality import Finding
 from ..storage import read_data
 
+
 def thresholds() -> dict:
     """The continuity thresholds, messages and fixes (read once)."""
     return read_data("continuity_thresholds.json")
