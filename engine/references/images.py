@@ -248,12 +248,12 @@ def sampler_canvas(ref: Reference, width: int, height: int) -> Image.Image:
     alpha = np.clip(np.asarray(ref.mask, dtype=np.float32), 0.0, 1.0)
     if alpha.shape != rgb.shape[:2]:
         alpha = np.ones(rgb.shape[:2], dtype=np.float32)
-    matted = rgb * alpha[..., None] + (1.0 - alpha[..., None])
+    matted = composite_over_white(rgb, alpha)
     box = subject_box(alpha)
     if box is not None:
         top, bottom, left, right = box
         matted = matted[top:bottom, left:right]
-    image = Image.fromarray(np.round(matted * 255).astype(np.uint8), "RGB")
+    image = Image.fromarray(to_uint8(matted), "RGB")
     size, offset = fit_box(image.width, image.height, width, height)
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     canvas.paste(image.resize(size, Image.Resampling.LANCZOS), offset)
