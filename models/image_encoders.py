@@ -6,7 +6,9 @@ Two forms load, offline and from safetensors only:
   users hold, or a DINOv2 file). They carry no config, so the transformers model is built from
   the tensor shapes: widths, patch and image size, layer count and MLP size are read off the
   weights; the head count (which shapes do not show) and the activation follow the published
-  models of that width (CLIP ViT-B 12 heads, L/H/bigG 16; DINOv2 64-wide heads).
+  models of that width (CLIP ViT-B 12 heads, L/H/bigG 16; DINOv2 64-wide heads). The weights then
+  go through transformers' ``from_pretrained`` (config + state dict), which renames the published
+  key layouts (DINOv2's ``attention.attention.query``, ``weights_in``) to the installed version's.
 - transformers folders (``config.json`` + ``model.safetensors``) of a CLIP or DINOv2 vision
   model, through ``from_pretrained(local_files_only=True)``.
 
@@ -136,7 +138,7 @@ def clip_config(shapes: dict[str, list[int]]) -> dict:
 def dinov2_config(shapes: dict[str, list[int]]) -> dict:
     """A ``Dinov2Config`` (as keyword arguments) for a transformers-layout DINOv2 state dict."""
     hidden, channels, patch, _ = shapes[_DINO_PATCH]
-    swiglu = "encoder.layer.0.mlp.weights_in.weight" in shapes
+    swiglu = any(f"encoder.layer.0.mlp.{k}.weight" in shapes for k in ("weights_in", "gate_proj"))
     mlp = 4 if swiglu else shapes["encoder.layer.0.mlp.fc1.weight"][0] // hidden
     return dict(hidden_size=hidden, num_channels=channels, patch_size=patch,
                 num_attention_heads=max(1, hidden // HEAD_WIDTH), mlp_ratio=mlp, use_swiglu_ffn=swiglu,
@@ -160,17 +162,17 @@ def _from_file(path: Path, name: str) -> TransformersEncoder:
     else:
         raise ModelNotFound(f"'{name}' is neither a CLIP nor a DINOv2 vision model (no '{_CLIP_PATCH}' or "
                             f"'{_DINO_PATCH}' tensor).", input="encoder", fix=SUGGESTION)
-    model = cls(config)
     state = safetensors_torch.load_file(str(path))
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # a tensor of another size than the shapes implied
+    try:  # from_pretrained renames the published key layouts (e.g. DINOv2's) to the installed version's
+        model, info = cls.from_pretrained(None, config=config, state_dict=state, output_loading_info=True)
+    except (RuntimeError, ValueError) as exc:  # a tensor of another size than the shapes implied
         raise ModelNotFound(f"'{name}' does not match the {family} model its shapes describe ({exc}).",
                             input="encoder", fix=SUGGESTION) from None
-    missing = [k for k in missing if not k.endswith("position_ids")]
-    if missing or unexpected:
+    missing = sorted(k for k in info["missing_keys"] if not k.endswith("position_ids"))
+    wrong = sorted(info["unexpected_keys"]) + sorted(str(k) for k in info["mismatched_keys"])
+    if missing or wrong:
         raise ModelNotFound(f"'{name}' does not match the {family} model its shapes describe (missing "
-                            f"{missing[:3]}, unexpected {unexpected[:3]}).", input="encoder", fix=SUGGESTION)
+                            f"{missing[:3]}, unexpected {wrong[:3]}).", input="encoder", fix=SUGGESTION)
     return TransformersEncoder(name, family, size, model.eval(), mean, std)
 
 

@@ -12,6 +12,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection, Dinov2
 
 from refvideo.engine.errors import InputError, ModelNotFound
 from refvideo.models import image_encoders
+from refvideo.models.model_folder import read_header
 
 CLIP = dict(hidden_size=128, intermediate_size=96, num_hidden_layers=2, num_attention_heads=2, image_size=32,
             patch_size=8, projection_dim=24, hidden_act="gelu")
@@ -40,8 +41,24 @@ def pictures(size: int, n: int = 3) -> np.ndarray:
 
 
 def single_file(model: torch.nn.Module, path) -> None:
-    """The model's weights alone, as ComfyUI's clip_vision files hold them (no config)."""
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    """The model's weights alone, as ComfyUI's clip_vision files hold them (no config), in the published key
+    layout: DINOv2 files name attention ``attention.attention.query`` ... and the SwiGLU feed-forward
+    ``weights_in`` (gate and up stacked) / ``weights_out``, as the released checkpoints do."""
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if isinstance(model, Dinov2Model):
+        published = {}
+        for key, value in state.items():
+            for new, old in (("attention.q_proj", "attention.attention.query"),
+                             ("attention.k_proj", "attention.attention.key"),
+                             ("attention.v_proj", "attention.attention.value"),
+                             ("attention.o_proj", "attention.output.dense"), ("mlp.down_proj", "mlp.weights_out")):
+                key = key.replace(new, old)
+            published[key] = value
+        for key in [k for k in published if ".mlp.gate_proj." in k]:
+            up = key.replace("gate_proj", "up_proj")
+            published[key.replace("gate_proj", "weights_in")] = torch.cat([published.pop(key), published.pop(up)])
+        state = published
+    save_file(state, str(path))
 
 
 def test_clip_single_file_is_built_from_its_shapes_and_embeds_like_the_model(clip_vision):
@@ -60,6 +77,7 @@ def test_clip_single_file_is_built_from_its_shapes_and_embeds_like_the_model(cli
 def test_dinov2_single_file_and_folder_embed_like_the_model(clip_vision):
     model = tiny_dino()
     single_file(model, clip_vision / "tiny_dino.safetensors")
+    assert "encoder.layer.0.attention.attention.query.weight" in read_header(clip_vision / "tiny_dino.safetensors")
     model.save_pretrained(clip_vision / "tiny-dinov2")
     images = pictures(image_encoders.DINO_INPUT, 2)
     with torch.no_grad():
@@ -104,3 +122,15 @@ def test_bad_names_and_files_are_refused(clip_vision):
     save_file({"some.weight": torch.zeros(2, 2)}, str(clip_vision / "other.safetensors"))
     with pytest.raises(ModelNotFound, match="neither a CLIP nor a DINOv2"):
         image_encoders.load_encoder("other.safetensors")
+
+
+def test_dinov2_with_swiglu_feed_forward_loads_from_its_shapes(clip_vision):
+    torch.manual_seed(0)
+    model = Dinov2Model(Dinov2Config(**{**DINO, "mlp_ratio": 4, "use_swiglu_ffn": True})).eval()  # as DINOv2-giant
+    single_file(model, clip_vision / "tiny_dino_giant.safetensors")
+    encoder = image_encoders.load_encoder("tiny_dino_giant.safetensors")
+    assert encoder.model.config.use_swiglu_ffn
+    images = pictures(image_encoders.DINO_INPUT, 2)
+    with torch.no_grad():
+        direct = model(pixel_values=encoder.pixel_values(images)).pooler_output.numpy()
+    np.testing.assert_array_equal(encoder.embed(images), direct)
