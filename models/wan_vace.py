@@ -23,9 +23,9 @@ import numpy as np
 
 from ..engine import host
 from ..engine.errors import GenerationError
-from ..engine.frames import fit_box, resize_frames
+from ..engine.frames import resize_frames
 from ..engine.memory_plan import ArchFacts
-from ..engine.references.reference import Reference
+from ..engine.references.images import sampler_canvas as reference_image
 from ..engine.sizes import UPSCALE_1080, RenderPlan
 from . import diffusers_loading as loading
 from .backend import RenderRequest, RenderResult, VideoBackend
@@ -251,37 +251,6 @@ class WanVaceBackend(VideoBackend):
 
 
 # --------------------------------------------------------------------------- pieces of a render
-
-
-def reference_image(ref: Reference, width: int, height: int) -> Any:
-    """A reference as VACE wants it: RGB, matted onto white by its mask, cropped to the subject,
-    fitted (aspect kept) and centred on a white ``width`` x ``height`` canvas."""
-    from PIL import Image
-
-    rgb = np.clip(np.asarray(ref.image, dtype=np.float32)[..., :3], 0.0, 1.0)
-    alpha = np.clip(np.asarray(ref.mask, dtype=np.float32), 0.0, 1.0)
-    if alpha.shape != rgb.shape[:2]:
-        alpha = np.ones(rgb.shape[:2], dtype=np.float32)
-    matted = rgb * alpha[..., None] + (1.0 - alpha[..., None])
-    box = _subject_box(alpha)
-    if box is not None:
-        top, bottom, left, right = box
-        matted = matted[top:bottom, left:right]
-    image = Image.fromarray(np.round(matted * 255).astype(np.uint8), "RGB")
-    size, offset = fit_box(image.width, image.height, width, height)
-    canvas = Image.new("RGB", (width, height), (255, 255, 255))
-    canvas.paste(image.resize(size, Image.Resampling.LANCZOS), offset)
-    return canvas
-
-
-def _subject_box(alpha: np.ndarray, margin: float = 0.04) -> tuple[int, int, int, int] | None:
-    """The mask's bounding box plus a margin, or None when the mask covers (nearly) everything."""
-    ys, xs = np.nonzero(alpha > 0.5)
-    if ys.size == 0 or alpha.mean() > 0.98:
-        return None
-    h, w = alpha.shape
-    my, mx = int(h * margin), int(w * margin)
-    return max(ys.min() - my, 0), min(ys.max() + 1 + my, h), max(xs.min() - mx, 0), min(xs.max() + 1 + mx, w)
 
 
 def conditioning(plan: RenderPlan, first_frames: np.ndarray | None,

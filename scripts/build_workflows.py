@@ -59,6 +59,7 @@ NODE_SIZES = {
     "VideoEncode": (420, 560),
     "RefVideoAudio": (400, 380),
     "JoinClips": (380, 330),
+    "ContinuityReport": (420, 420),
 }
 GROUP_COLOURS = {"references": "#8A8", "model": "#88A", "shot": "#b58b2a", "sequence": "#a1309b"}
 
@@ -266,14 +267,21 @@ def continuity_three_shots() -> Workflow:
     nodes += [Node(11, "JoinClips", "Join the three shots", (1980, 1080), join),
               Node(12, "VideoEncode", "Sequence file", (2410, 1080),
                    {"frames": Out(11, "frames"), "fps": Out(11, "fps"),
-                    "filename_prefix": "RefVideo/continuity/sequence"})]
-    groups.append(Group("The sequence", (11, 12), GROUP_COLOURS["sequence"]))
+                    "filename_prefix": "RefVideo/continuity/sequence"}),
+              Node(14, "ContinuityReport", "Continuity report: colour, flash and drift of the three shots",
+                   (2410, 1500), {"references": Out(1, "references"), "encoder": "none",
+                                  **{f"frames_{i + 1}": Out(5 + 2 * i, "frames") for i in range(len(SHOTS))}})]
+    groups.append(Group("The sequence", (11, 12, 14), GROUP_COLOURS["sequence"]))
     text = "\n\n".join([
         "CONTINUITY: three shots of one scene (wide, medium, close-up) from ONE reference set and ONE style skill, "
         "so every shot keeps the same character, place, prop and look. Each shot is its own clip (its own Video "
         "Encode); Join Clips makes one sequence file. Runs on a fresh install with previz.",
         f"Shots 2 and 3 continue from the last {CONTINUE_FRAMES} frames of the shot before (first_frames + "
         f"continue_frames); Join Clips crossfades over the same {CONTINUE_FRAMES} frames, so the joins are seamless.",
+        "The Continuity Report checks the shots against the references and each other: colour distance, exposure "
+        "and white balance, references flashing into the opening frames, drift across shots, each finding with a "
+        "fix (ColorAnchor corrects colour). Choose an encoder from models/clip_vision/ (e.g. clip_vision_h) for "
+        "likeness; its picture output can go to a Preview Image node.",
         "The Credit Meter prices all three clips (clips = 3) and refuses the sequence up front if the balance does "
         "not cover it; each sampler then reserves its own clip.",
         "To keep the look for the next scene, type a name in the style skill's save_as; it then appears in "

@@ -268,7 +268,12 @@ def test_the_1080p_shot_plans_1080p_and_runs():
 
 
 def test_continuity_three_shots_continue_and_join_seamlessly():
-    files = run("continuity_three_shots", small("continuity_three_shots"))
+    workflow = load_workflow(WORKFLOWS / "api" / "continuity_three_shots.json")
+    assert apply_overrides(workflow, small("continuity_three_shots"), NODE_CLASS_MAPPINGS) == []
+    result = execute(workflow, NODE_CLASS_MAPPINGS)
+    files = result.files
+    report = result.ui["14"]["text"][0]  # the continuity report: the previz shots keep to the references
+    assert report.count("ok, no findings") == 3, report
     assert set(files) == {"6", "8", "10", "12"}
     shots = [decode(one_file(files, n)) for n in ("6", "8", "10")]
     sequence = decode(one_file(files, "12"))

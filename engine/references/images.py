@@ -26,8 +26,9 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .. import host
 from ..errors import InputError
-from ..frames import image_batch
+from ..frames import fit_box, image_batch
 from ..paths import SAMPLES_DIR, SAMPLES_PREFIX, contained
+from .reference import Reference
 
 NONE = "none"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -224,3 +225,36 @@ def read_image_socket(value: Any, *, input_name: str) -> LoadedImage:
     pixels = to_uint8(frame)
     rgb, alpha, found = _rgb_and_alpha(Image.fromarray(pixels, "RGBA" if pixels.shape[-1] == 4 else "RGB"), notes)
     return LoadedImage(rgb, alpha, input_name, found)
+
+
+# --------------------------------------------------------------------------- the sampler's canvas
+
+
+def subject_box(alpha: np.ndarray, margin: float = 0.04) -> tuple[int, int, int, int] | None:
+    """The mask's bounding box ``(top, bottom, left, right)`` plus a margin, or None when the mask covers
+    (nearly) everything."""
+    ys, xs = np.nonzero(alpha > 0.5)
+    if ys.size == 0 or alpha.mean() > 0.98:
+        return None
+    h, w = alpha.shape
+    my, mx = int(h * margin), int(w * margin)
+    return max(ys.min() - my, 0), min(ys.max() + 1 + my, h), max(xs.min() - mx, 0), min(xs.max() + 1 + mx, w)
+
+
+def sampler_canvas(ref: Reference, width: int, height: int) -> Image.Image:
+    """A reference as the sampler feeds it: RGB, matted onto white by its mask, cropped to the subject,
+    fitted (aspect kept) and centred on a white ``width`` x ``height`` canvas."""
+    rgb = np.clip(np.asarray(ref.image, dtype=np.float32)[..., :3], 0.0, 1.0)
+    alpha = np.clip(np.asarray(ref.mask, dtype=np.float32), 0.0, 1.0)
+    if alpha.shape != rgb.shape[:2]:
+        alpha = np.ones(rgb.shape[:2], dtype=np.float32)
+    matted = composite_over_white(rgb, alpha)
+    box = subject_box(alpha)
+    if box is not None:
+        top, bottom, left, right = box
+        matted = matted[top:bottom, left:right]
+    image = Image.fromarray(to_uint8(matted), "RGB")
+    size, offset = fit_box(image.width, image.height, width, height)
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    canvas.paste(image.resize(size, Image.Resampling.LANCZOS), offset)
+    return canvas

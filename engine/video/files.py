@@ -154,6 +154,11 @@ class VideoFile:
         stop = start + round(self._duration * rate) if self._duration else count
         return slice(start, stop if count is None or stop is None else min(stop, count))
 
+    def iter_frames(self) -> Iterator[np.ndarray]:
+        """The trimmed clip's frames streamed one uint8 RGB ``[H, W, 3]`` array at a time (a long clip is
+        never held whole)."""
+        return self._rgb_frames()
+
     def _rgb_frames(self) -> Iterator[np.ndarray]:
         """The trimmed clip's frames, one uint8 RGB ``[H, W, 3]`` array at a time."""
         window = self._window()
