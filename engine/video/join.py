@@ -48,16 +48,18 @@ def _check_overlap(arrays: Sequence[np.ndarray], names: Sequence[str], crossfade
 
 
 def join_clips(clips: Sequence[Any], fps: Sequence[float | None], *, transition: str = CUT,
-               crossfade_frames: int = 0, names: Sequence[str] | None = None) -> tuple[np.ndarray, float]:
+               crossfade_frames: int = 0, names: Sequence[str] | None = None,
+               max_clips: int = MAX_CLIPS) -> tuple[np.ndarray, float]:
     """Join ``clips`` (IMAGE batches) in order; returns ``(frames [F, H, W, C] float32, fps)``.
 
     ``fps[i]`` is clip i's frame rate (None: assume the first clip's). A crossfade blends the
     last N frames of one clip with the first N of the next, so the result has
-    ``sum(lengths) - N * (clips - 1)`` frames; a cut simply concatenates.
+    ``sum(lengths) - N * (clips - 1)`` frames; a cut simply concatenates. ``max_clips`` is JoinClips'
+    six sockets unless a caller (a storyboard's sequence) joins more.
     """
     names = list(names or [f"clip_{i + 1}" for i in range(len(clips))])
-    if not MIN_CLIPS <= len(clips) <= MAX_CLIPS:
-        raise InputError(f"{len(clips)} clip(s) were given; joining needs {MIN_CLIPS} to {MAX_CLIPS}.",
+    if not MIN_CLIPS <= len(clips) <= max_clips:
+        raise InputError(f"{len(clips)} clip(s) were given; joining needs {MIN_CLIPS} to {max_clips}.",
                          input="clip_2" if len(clips) < MIN_CLIPS else None,
                          fix="Connect at least clip_1 and clip_2.")
     if transition not in TRANSITIONS:

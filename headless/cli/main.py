@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "info_command",
     "library_commands",
     "credits_commands",
+    "sequence_commands",
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
