@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from refvideo.engine import host
 from refvideo.engine.credits.ledger import shared_ledger
 from refvideo.engine.credits.pricing import estimate
@@ -74,6 +73,7 @@ def settings_of(path: Path) -> dict:
 def test_ray_renders_the_same_frames_and_manifests_as_in_process(tmp_path, ray_cluster, priced_previz):
     story = storyboard(tmp_path, SHOTS)
     local = render_sequence(story, tmp_path / "local")
+    assert [s.status for s in local.shots] == [RENDERED] * 3
     runner = RayRunner(gpus_per_shot=1)
     assert not runner.owned  # it joined the test's cluster
     remote = render_sequence(story, tmp_path / "ray", runner=runner)
