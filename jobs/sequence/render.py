@@ -84,7 +84,8 @@ class ShotResult:
     file: Path | None
     credits: int = 0
     error: str | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0          # from reserving its credits to its file existing, as the driver saw it
+    render_seconds: float = 0.0   # rendering and encoding, as the worker measured it
 
     def to_dict(self) -> dict:
         return {"name": self.name, "status": self.status, "file": str(self.file) if self.file else None,
@@ -227,7 +228,8 @@ class _Driver:
             reservation.commit(generation_info=output.info, wall_seconds=wall)
         except RefVideoError as exc:  # the clip exists; the hold lapses at its expiry
             log.error("RefVideo: shot %s was made but could not be charged (%s).", output.name, exc)
-        self.results[output.name] = ShotResult(output.name, RENDERED, path, reservation.amount, seconds=wall)
+        self.results[output.name] = ShotResult(output.name, RENDERED, path, reservation.amount, seconds=wall,
+                                               render_seconds=output.seconds)
         self.notify(f"{output.name}: rendered in {wall:.1f} s -> {path.name}")
 
     def release_all(self, reason: str) -> None:
