@@ -268,3 +268,41 @@ def test_cli_render_json_and_exit_codes(tmp_path, capsys):
     bad = write(tmp_path, {"sequence": "scene", "shots": []}, "bad.yaml")
     assert main(["sequence", "render", str(bad), "--json"]) == 2
     assert json.loads(capsys.readouterr().out)["errors"][0]["input"] == "shots"
+
+
+# --------------------------------------------------------------------------- the shipped example and schema
+
+
+STORYBOARDS = Path(__file__).resolve().parent.parent / "workflows" / "storyboards"
+
+
+def test_the_schema_lists_what_the_reader_accepts():
+    from refvideo.engine.references.reference import ROLES
+    from refvideo.engine.sequence import storyboard
+    from refvideo.engine.sizes import ASPECTS, RESOLUTIONS
+    from refvideo.engine.video.encoder import load_formats
+
+    schema = json.loads((STORYBOARDS / "storyboard.schema.json").read_text(encoding="utf-8"))
+    assert tuple(schema["properties"]) == storyboard.TOP_KEYS
+    assert tuple(schema["$defs"]["shot"]["properties"]) == storyboard.SHOT_KEYS
+    assert tuple(schema["$defs"]["settings"]["properties"]) == storyboard.SETTINGS
+    assert tuple(schema["$defs"]["reference"]["properties"]) == storyboard.REFERENCE_KEYS
+    props = {k.removesuffix("_value"): v for k, v in schema["$defs"].items() if k.endswith("_value")}
+    assert tuple(props) == storyboard.SETTINGS
+    assert props["resolution"]["enum"] == list(RESOLUTIONS) and props["aspect"]["enum"] == list(ASPECTS)
+    assert schema["$defs"]["reference"]["properties"]["role"]["enum"] == list(ROLES)
+    assert props["format"]["enum"] == [f.name for f in load_formats().values() if f.metadata and not f.is_sequence]
+
+
+def test_the_example_follows_the_schema_and_plans():
+    jsonschema = pytest.importorskip("jsonschema")  # comes with ray, which the test extra installs
+    schema = json.loads((STORYBOARDS / "storyboard.schema.json").read_text(encoding="utf-8"))
+    example = STORYBOARDS / "harbour_scene.yaml"
+    jsonschema.validate(yaml.safe_load(example.read_text(encoding="utf-8")), schema)
+    bad = yaml.safe_load(example.read_text(encoding="utf-8"))
+    bad["shots"][0]["colour"] = "red"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+    plan = plan_sequence(read_storyboard(example))
+    assert [s["name"] for s in plan.to_dict()["shots"]] == ["wide", "medium", "close"]
+    assert plan.credits == 0  # previz is free
