@@ -14,6 +14,7 @@ from ..engine.errors import GenerationError
 from ..engine.frames import to_tensor
 from ..engine.paths import contained
 from ..engine.sequence.storyboard import FROM_SOCKET, parse_storyboard
+from ..engine.video.files import VideoFile
 from ..jobs.sequence.render import render_sequence
 from .common import BUDGET, CATEGORY, MODEL, REFSET, STYLE, with_ui
 
@@ -97,11 +98,12 @@ class RefVideoStoryboard:
                 f"{s.name}: {s.error}" for s in result.shots if s.error), fix="Fix them and queue again; the "
                 "finished shots are kept and not charged again.")
         files = result.handoff
+        frames = VideoFile(files.joined).get_components().images
         sheet = np.asarray(Image.open(files.contact_sheet).convert("RGB"), np.float32)[None] / 255.0
         subfolder = os.path.relpath(folder, os.path.realpath(host.output_dir())).replace(os.sep, "/")
         preview = [{"filename": Path(files.joined).name, "subfolder": subfolder, "type": "output",
                     "format": "video/mp4"}]
-        return with_ui((to_tensor(files.frames), float(files.fps), str(files.timeline), to_tensor(sheet)),
+        return with_ui((frames, float(files.fps), str(files.timeline), to_tensor(sheet)),
                        result.text(), images=preview, animated=[True])
 
 

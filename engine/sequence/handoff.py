@@ -14,20 +14,18 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..errors import require
-from ..frames import to_numpy
-from ..references.images import to_uint8
+from ..errors import InputError, require
 from ..storage import atomic_path, atomic_write_text
 from ..video.encoder import encode_video
 from ..video.files import VideoFile
-from ..video.join import CROSSFADE, join_clips
+from ..video.join import CROSSFADE, joined_frames
 from ..video.manifest import container_metadata
 from .storyboard import Storyboard
 
@@ -52,36 +50,62 @@ class ShotFile:
     file: Path
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class Handoff:
-    """The files written for the editor, and the joined frames (for a node's output)."""
+    """The files written for the editor."""
 
     joined: Path
     timeline: Path
     contact_sheet: Path
-    frames: np.ndarray
     fps: float
+    frames: int
+
+
+def _shot_frames(file: Path, middle: int, keep: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """A shot file's frames as float32 0..1, one at a time; its middle frame is kept for the contact sheet."""
+    for index, frame in enumerate(VideoFile(file).iter_frames()):
+        if index == middle:
+            keep.append(frame)
+        yield frame.astype(np.float32) / np.float32(255.0)
 
 
 def write_handoff(storyboard: Storyboard, output_dir: Path, shots: Sequence[ShotFile]) -> Handoff:
-    """Write the three hand-off files for shots whose files all exist (see the module docstring)."""
-    clips = [VideoFile(s.file).get_components() for s in shots]
-    frames = [to_numpy(c.images) for c in clips]
-    fps = [float(c.frame_rate) for c in clips]
-    names = [s.name for s in shots]
+    """Write the three hand-off files for shots whose files all exist (see the module docstring).
+
+    The shots stream through the join into the encoder, so memory stays a few frames whatever the
+    sequence's length."""
+    videos = [VideoFile(s.file) for s in shots]
+    counts = [v.get_frame_count() for v in videos]
+    rates = [float(v.get_frame_rate()) for v in videos]
+    blend = storyboard.crossfade_frames if storyboard.transition == CROSSFADE else 0
+    check_joinable([(v.get_dimensions(), r, n) for v, r, n in zip(videos, rates, counts)], [s.name for s in shots],
+                   blend)
     joined_path, timeline_path, sheet_path = sequence_files(output_dir, storyboard.sequence)
-    if len(frames) == 1:
-        joined, rate = frames[0], fps[0]
-    else:
-        joined, rate = join_clips(frames, fps, transition=storyboard.transition,
-                                  crossfade_frames=storyboard.crossfade_frames, names=names, max_clips=len(frames))
-    info = {"sequence": storyboard.sequence, "transition": storyboard.transition,
-            "crossfade_frames": storyboard.crossfade_frames, "shots": [s.file.name for s in shots]}
-    encode_video(joined, rate, joined_path, metadata=container_metadata(info), progress="Joining the sequence")
-    write_timeline(timeline_path, storyboard, [(s.name, s.prompt) for s in shots], [s.file for s in shots],
-                   [len(f) for f in frames], rate)
-    write_contact_sheet(sheet_path, [(n, f[len(f) // 2], len(f) / r) for n, f, r in zip(names, frames, fps)])
-    return Handoff(joined_path, timeline_path, sheet_path, joined, rate)
+    middles: list[np.ndarray] = []
+    frames = joined_frames([_shot_frames(s.file, n // 2, middles) for s, n in zip(shots, counts)], blend)
+    total = sum(counts) - blend * (len(shots) - 1)
+    info = {"sequence": storyboard.sequence, "transition": storyboard.transition, "crossfade_frames": blend,
+            "shots": [s.file.name for s in shots]}
+    encode_video(frames, rates[0], joined_path, frame_count=total, metadata=container_metadata(info),
+                 progress="Joining the sequence")
+    write_timeline(timeline_path, storyboard, [(s.name, s.prompt) for s in shots], [s.file for s in shots], counts,
+                   rates[0])
+    write_contact_sheet(sheet_path, [(s.name, m, n / r) for s, m, n, r in zip(shots, middles, counts, rates)])
+    return Handoff(joined_path, timeline_path, sheet_path, rates[0], total)
+
+
+def check_joinable(clips: Sequence[tuple[tuple[int, int], float, int]], names: Sequence[str], blend: int) -> None:
+    """Shots of one size and frame rate, each long enough for the crossfade; else an InputError naming the shot."""
+    (size, rate, _) = clips[0]
+    for (other_size, other_rate, count), name in zip(clips, names):
+        if other_size != size or abs(other_rate - rate) > 1e-3:
+            raise InputError(f"shot '{name}' is {other_size[0]}x{other_size[1]} at {other_rate:g} fps, the first "
+                             f"shot {size[0]}x{size[1]} at {rate:g} fps: they cannot be joined.",
+                             input=f"shot '{name}'.resolution",
+                             fix="Give every shot the same resolution, aspect and model, or join them in an editor.")
+        if count < 2 * blend:
+            raise InputError(f"shot '{name}' has {count} frames, too few for a {blend}-frame crossfade.",
+                             input="join.crossfade_frames", fix=f"Use at most {count // 2} crossfade frames.")
 
 
 def write_timeline(path: Path, storyboard: Storyboard, shots: Sequence[tuple[str, str]], files: Sequence[Path],
@@ -133,7 +157,7 @@ def contact_layout(count: int, width: int, height: int) -> tuple[int, int, int, 
 
 
 def write_contact_sheet(path: Path, tiles: Sequence[tuple[str, np.ndarray, float]]) -> None:
-    """One tile per shot (``(name, frame [H, W, 3] 0..1, seconds)``), captioned, in rows of up to four."""
+    """One tile per shot (``(name, frame [H, W, 3] uint8, seconds)``), captioned, in rows of up to four."""
     height, width = tiles[0][1].shape[:2]
     columns, rows, tile_w, tile_h = contact_layout(len(tiles), width, height)
     cell_h = tile_h + CAPTION_HEIGHT
@@ -142,7 +166,7 @@ def write_contact_sheet(path: Path, tiles: Sequence[tuple[str, np.ndarray, float
     font = _font(14)
     for i, (name, frame, seconds) in enumerate(tiles):
         x, y = GAP + (i % columns) * (tile_w + GAP), GAP + (i // columns) * (cell_h + GAP)
-        tile = Image.fromarray(to_uint8(np.asarray(frame)[..., :3])).resize((tile_w, tile_h), Image.LANCZOS)
+        tile = Image.fromarray(np.asarray(frame, np.uint8)[..., :3]).resize((tile_w, tile_h), Image.LANCZOS)
         sheet.paste(tile, (x, y))
         draw.text((x + 4, y + tile_h + 4), name, fill=(240, 240, 240), font=font)
         draw.text((x + 4, y + tile_h + 21), f"{seconds:.2f} s", fill=(170, 170, 170), font=font)

@@ -157,6 +157,12 @@ def prepare(storyboard: Storyboard, *, references: ReferenceSet | None = None, s
             raise BudgetRefused(f"this shot costs {price.per_clip} credits, over its budget cap of "
                                 f"{shot.budget_cap}.", input=_field(shot.name, "budget_cap"),
                                 fix="Raise the shot's budget_cap (0 means no cap), or render it cheaper.")
+        first = prepared[0].render if prepared else render
+        if (render.width, render.height, render.fps) != (first.width, first.height, first.fps):
+            raise InputError(f"renders {render.width}x{render.height} at {render.fps:g} fps, the first shot "
+                             f"{first.width}x{first.height} at {first.fps:g} fps: the shots could not be joined.",
+                             input=_field(shot.name, "resolution"),
+                             fix="Give every shot of a sequence the same resolution, aspect and model timing.")
         prepared.append(PreparedShot(shot, handle, refs, shot_style, render, price))
     return tuple(prepared)
 
