@@ -83,7 +83,8 @@ class Storyboard:
         return next(s for s in self.shots if s.name == name)
 
 
-def _field(shot: str | None, name: str) -> str:
+def field_name(shot: str | None, name: str) -> str:
+    """How errors name a field: ``shot 'wide'.seed``, ``defaults.seed`` or the top-level key."""
     return f"shot '{shot}'.{name}" if shot else f"defaults.{name}" if name in SETTINGS else name
 
 
@@ -91,7 +92,7 @@ def _refuse(message: str, where: str, fix: str) -> InputError:
     return InputError(message, input=where, fix=fix)
 
 
-def _checked(where: str, check: Any, *args: Any, **kwargs: Any) -> Any:
+def checked_as(where: str, check: Any, *args: Any, **kwargs: Any) -> Any:
     """``check(*args)``, with an InputError re-raised naming ``where`` instead of the check's own input."""
     try:
         return check(*args, **kwargs)
@@ -124,7 +125,7 @@ def _mapping(value: Any, where: str, keys: tuple[str, ...]) -> dict:
 
 def _references(value: Any, where: str) -> str | tuple[ReferenceImage, ...]:
     if isinstance(value, str):
-        return _checked(where, validate_name, value, kind="reference set", input_name=where)
+        return checked_as(where, validate_name, value, kind="reference set", input_name=where)
     if not isinstance(value, list) or not 1 <= len(value) <= MAX_REFERENCES:
         raise _refuse("must be a saved set's name or a list of 1 to 3 images.", where,
                       "Give a name from 'refvideo refs list', or entries {image, role, label}.")
@@ -150,7 +151,7 @@ def _whole(value: Any, where: str, low: int, high: int) -> int:
 
 
 def _format(value: Any, where: str) -> str:
-    preset = _checked(where, get_format, _text(value, where))
+    preset = checked_as(where, get_format, _text(value, where))
     if preset.is_sequence or not preset.metadata:
         raise _refuse(f"'{value}' cannot carry a shot's manifest, so a resumed render could not recognise it.",
                       where, "Use mp4-h264 (default), mp4-h265, webm-vp9 or mov-prores.")
@@ -167,18 +168,18 @@ def _loader(value: Any, where: str) -> tuple[tuple[str, Any], ...]:
 
 _CHECKS = {
     "references": _references,
-    "style": lambda v, w: None if v in (None, "", "none") else _checked(w, validate_name, v, kind="style skill",
+    "style": lambda v, w: None if v in (None, "", "none") else checked_as(w, validate_name, v, kind="style skill",
                                                                           input_name=w),
     "model": _text,
     "loader": _loader,
     "resolution": lambda v, w: _choice(v, tuple(RESOLUTIONS), w),
     "aspect": lambda v, w: _choice(v, ASPECTS, w),
-    "duration": lambda v, w: _checked(w, check_duration, v),
+    "duration": lambda v, w: checked_as(w, check_duration, v),
     "format": _format,
     "steps": lambda v, w: _whole(v, w, 0, 10_000),  # the model's own limit is checked by the plan
-    "seed": lambda v, w: _checked(w, check_seed, v),
-    "budget_cap": lambda v, w: _checked(w, check_amount, v, input=w, limit=LEDGER_INTEGER_LIMIT, allow_zero=True),
-    "account": lambda v, w: _checked(w, validate_name, v, kind="account", input_name=w),
+    "seed": lambda v, w: checked_as(w, check_seed, v),
+    "budget_cap": lambda v, w: checked_as(w, check_amount, v, input=w, limit=LEDGER_INTEGER_LIMIT, allow_zero=True),
+    "account": lambda v, w: checked_as(w, validate_name, v, kind="account", input_name=w),
 }
 BUILTIN_DEFAULTS: dict[str, Any] = {"references": None, "style": None, "model": DEFAULT_MODEL, "loader": (),
                                     "resolution": DEFAULT_RESOLUTION, "aspect": DEFAULT_ASPECT,
@@ -187,7 +188,7 @@ BUILTIN_DEFAULTS: dict[str, Any] = {"references": None, "style": None, "model": 
 
 
 def _settings(raw: dict, shot: str | None) -> dict[str, Any]:
-    return {key: _CHECKS[key](raw[key], _field(shot, key)) for key in SETTINGS if key in raw}
+    return {key: _CHECKS[key](raw[key], field_name(shot, key)) for key in SETTINGS if key in raw}
 
 
 def read_storyboard(path: str | Path) -> Storyboard:
@@ -216,7 +217,7 @@ def parse_storyboard(text: str, *, base_dir: Path | None = None, source: str = "
                      overrides: dict[str, Any] | None = None) -> Storyboard:
     """Check a storyboard's text. ``overrides`` replace ``defaults`` entries (a shot's own value still wins)."""
     data = _mapping(_load_text(text, source), "", TOP_KEYS)
-    sequence = _checked("sequence", validate_name, data.get("sequence"), kind="sequence", input_name="sequence")
+    sequence = checked_as("sequence", validate_name, data.get("sequence"), kind="sequence", input_name="sequence")
     defaults = {**BUILTIN_DEFAULTS, **_settings(_mapping(data.get("defaults") or {}, "defaults", SETTINGS), None),
                 **(overrides or {})}
     raw_shots = data.get("shots")
@@ -231,19 +232,19 @@ def parse_storyboard(text: str, *, base_dir: Path | None = None, source: str = "
 
 def _shot(raw: Any, index: int, defaults: dict[str, Any], sequence: str) -> Shot:
     raw = _mapping(raw, f"shots[{index}]", SHOT_KEYS)
-    name = _checked(f"shots[{index}].name", validate_name, raw.get("name"), kind="shot",
+    name = checked_as(f"shots[{index}].name", validate_name, raw.get("name"), kind="shot",
                     input_name=f"shots[{index}].name")
     if name == sequence:
         raise _refuse(f"a shot may not be named like the sequence ('{sequence}'): their files would clash.",
-                      _field(name, "name"), "Rename the shot.")
-    prompt = " ".join(_text(raw.get("prompt"), _field(name, "prompt")).split())
+                      field_name(name, "name"), "Rename the shot.")
+    prompt = " ".join(_text(raw.get("prompt"), field_name(name, "prompt")).split())
     settings = {**defaults, **_settings(raw, name)}
     if settings["references"] is None:
-        raise _refuse("no references were given.", _field(name, "references"),
+        raise _refuse("no references were given.", field_name(name, "references"),
                       "Give references in defaults (all shots) or in the shot.")
     parent = raw.get("continue_from")
     if parent is not None:
-        parent = _text(parent, _field(name, "continue_from"))
+        parent = _text(parent, field_name(name, "continue_from"))
     return Shot(name=name, prompt=prompt, continue_from=parent, **{k: settings[k] for k in SETTINGS})
 
 
@@ -263,11 +264,11 @@ def dependency_order(shots: list[Shot]) -> tuple[Shot, ...]:
     by_name: dict[str, Shot] = {}
     for shot in shots:
         if shot.name in by_name:
-            raise _refuse("two shots have this name.", _field(shot.name, "name"), "Give every shot its own name.")
+            raise _refuse("two shots have this name.", field_name(shot.name, "name"), "Give every shot its own name.")
         by_name[shot.name] = shot
     for shot in shots:
         if shot.continue_from is not None and shot.continue_from not in by_name:
-            raise _refuse(f"'{shot.continue_from}' is not a shot of this storyboard.", _field(shot.name, "continue_from"),
+            raise _refuse(f"'{shot.continue_from}' is not a shot of this storyboard.", field_name(shot.name, "continue_from"),
                           f"Name one of: {', '.join(by_name)}.")
     ordered: list[Shot] = []
     placed: set[str] = set()
@@ -277,7 +278,7 @@ def dependency_order(shots: list[Shot]) -> tuple[Shot, ...]:
             return
         if shot.name in chain:
             raise _refuse(f"continues in a loop ({' -> '.join((*chain, shot.name))}).",
-                          _field(shot.name, "continue_from"), "A shot can only continue from an earlier one.")
+                          field_name(shot.name, "continue_from"), "A shot can only continue from an earlier one.")
         if shot.continue_from is not None:
             place(by_name[shot.continue_from], (*chain, shot.name))
         placed.add(shot.name)

@@ -8,7 +8,6 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from ...engine import host
-from ...engine.errors import InputError
 from .main import EXIT_FAILED, EXIT_OK, emit
 
 
@@ -61,9 +60,6 @@ def render_command(args: argparse.Namespace) -> int:
         if args.ray is not None:
             from ...jobs.sequence.ray_fanout import RayRunner
 
-            if args.gpus_per_shot < 0:
-                raise InputError(f"{args.gpus_per_shot} is not a number of GPUs.", input="--gpus-per-shot",
-                                 fix="Give 0 or more.")
             runner = RayRunner(None if args.ray == "local" else args.ray, gpus_per_shot=args.gpus_per_shot)
             stack.callback(runner.close)
         result = render_sequence(storyboard, out, runner=runner, notify=notify)

@@ -20,8 +20,8 @@ from ...engine.credits.pricing import Estimate, estimate
 from ...engine.errors import BudgetRefused, InputError
 from ...engine.paths import SAMPLES_PREFIX, contained
 from ...engine.references.images import read_image_file, resolve_image_name
-from ...engine.references.reference import ReferenceSet
-from ...engine.sequence.storyboard import FROM_SOCKET, ReferenceImage, Shot, Storyboard, _checked, _field
+from ...engine.references.reference import Reference, ReferenceSet
+from ...engine.sequence.storyboard import FROM_SOCKET, ReferenceImage, Shot, Storyboard, checked_as, field_name
 from ...engine.sizes import RenderPlan
 from ...engine.style import StyleDirection
 from ..generation import check_prompt, plan_for, sampling
@@ -96,13 +96,11 @@ def _image_path(entry: ReferenceImage, base_dir: Path | None, where: str) -> Pat
 def load_references(value: str | tuple[ReferenceImage, ...], base_dir: Path | None, where: str) -> ReferenceSet:
     """A saved set by name, or the listed images read, matted and checked like LoadReferenceSet does."""
     if isinstance(value, str):
-        return _checked(where, load_saved, value).references
+        return checked_as(where, load_saved, value).references
     references, notes = [], []
     for i, entry in enumerate(value):
         at = f"{where}[{i}].image"
         loaded = read_image_file(_image_path(entry, base_dir, at), input_name=at, source=entry.image)
-        from ...engine.references.reference import Reference
-
         references.append(Reference(image=loaded.rgb, mask=matte_for(loaded, entry.background, "u2netp"),
                                     role=entry.role, label=entry.label, sha256=loaded.sha256, source=entry.image))
         notes.append(loaded.notes)
@@ -123,10 +121,10 @@ def _handle(shot: Shot) -> ModelHandle:
     known = {f.name for f in fields(LoadOptions)}
     unknown = [k for k, _ in shot.loader if k not in known]
     if unknown:
-        raise InputError(f"'{unknown[0]}' is not a loader input.", input=_field(shot.name, "loader"),
+        raise InputError(f"'{unknown[0]}' is not a loader input.", input=field_name(shot.name, "loader"),
                          fix=f"Use any of: {', '.join(sorted(known))}.")
-    options = _checked(_field(shot.name, "loader"), LoadOptions, **dict(shot.loader))
-    return resolve(shot.model, options, input_name=_field(shot.name, "model"))
+    options = checked_as(field_name(shot.name, "loader"), LoadOptions, **dict(shot.loader))
+    return resolve(shot.model, options, input_name=field_name(shot.name, "model"))
 
 
 def prepare(storyboard: Storyboard, *, references: ReferenceSet | None = None, style: StyleDirection | None = None,
@@ -142,26 +140,26 @@ def prepare(storyboard: Storyboard, *, references: ReferenceSet | None = None, s
 
     prepared = []
     for shot in storyboard.shots:
-        where = _field(shot.name, "references")
+        where = field_name(shot.name, "references")
         refs = references if shot.references == FROM_SOCKET else once(
             ("refs", shot.references), load_references, shot.references, storyboard.base_dir, where)
         shot_style = style if shot.style == FROM_SOCKET else once(
-            ("style", shot.style), _style, shot.style, _field(shot.name, "style"))
+            ("style", shot.style), _style, shot.style, field_name(shot.name, "style"))
         handle = model if shot.model == FROM_SOCKET else once(("model", shot.model, shot.loader), _handle, shot)
-        render = _checked(_field(shot.name, "resolution"), plan_for, handle.spec, handle.options, shot.resolution,
+        render = checked_as(field_name(shot.name, "resolution"), plan_for, handle.spec, handle.options, shot.resolution,
                           shot.aspect, shot.duration)
-        _checked(_field(shot.name, "prompt"), check_prompt, shot.prompt)
-        _checked(_field(shot.name, "steps"), sampling, handle.spec, handle.options.preset, shot_style, shot.steps, 0)
+        checked_as(field_name(shot.name, "prompt"), check_prompt, shot.prompt)
+        checked_as(field_name(shot.name, "steps"), sampling, handle.spec, handle.options.preset, shot_style, shot.steps, 0)
         price = estimate(model=handle.name, resolution=shot.resolution, seconds=shot.duration)
         if shot.budget_cap and price.per_clip > shot.budget_cap:
             raise BudgetRefused(f"this shot costs {price.per_clip} credits, over its budget cap of "
-                                f"{shot.budget_cap}.", input=_field(shot.name, "budget_cap"),
+                                f"{shot.budget_cap}.", input=field_name(shot.name, "budget_cap"),
                                 fix="Raise the shot's budget_cap (0 means no cap), or render it cheaper.")
         first = prepared[0].render if prepared else render
         if (render.width, render.height, render.fps) != (first.width, first.height, first.fps):
             raise InputError(f"renders {render.width}x{render.height} at {render.fps:g} fps, the first shot "
                              f"{first.width}x{first.height} at {first.fps:g} fps: the shots could not be joined.",
-                             input=_field(shot.name, "resolution"),
+                             input=field_name(shot.name, "resolution"),
                              fix="Give every shot of a sequence the same resolution, aspect and model timing.")
         prepared.append(PreparedShot(shot, handle, refs, shot_style, render, price))
     return tuple(prepared)

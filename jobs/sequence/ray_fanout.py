@@ -61,7 +61,12 @@ class RayRunner:
         self.running: dict[Any, str] = {}
 
     def submit(self, task: ShotTask) -> None:
-        gpus = self.gpus if task.model != "previz" else 0
+        """Start the shot as a Ray task; refused when no node of the cluster has the GPUs it asks for."""
+        gpus = self.gpus if task.needs_accelerator else 0
+        if gpus > self.ray.cluster_resources().get("GPU", 0):
+            raise InputError(f"each shot asks for {gpus:g} GPU(s) and the Ray cluster has "
+                             f"{self.ray.cluster_resources().get('GPU', 0):g}.", input="--gpus-per-shot",
+                             fix="Give --gpus-per-shot 0 to render on CPUs, or join a cluster with GPUs.")
         ref = self.remote.options(num_gpus=gpus, num_cpus=1, name=f"refvideo-shot:{task.name}").remote(task)
         self.running[ref] = task.name
 

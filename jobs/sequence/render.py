@@ -21,14 +21,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from ...engine import host
 from ...engine.credits.ledger import Reservation, shared_ledger
 from ...engine.errors import GenerationError, RefVideoError
-from ...engine.frames import to_numpy
 from ...engine.references.reference import ReferenceSet
 from ...engine.sequence.handoff import Handoff, ShotFile, write_handoff
 from ...engine.sequence.storyboard import Storyboard
@@ -38,6 +37,9 @@ from ...engine.video.files import VideoFile
 from ..generation import DEFAULT_CONTINUE_FRAMES
 from .plan import PreparedShot, check_credits, prepare
 from .shot import FrameFilter, ShotOutput, ShotTask, digest, recorded_digest, render_shot, shot_file_name, shot_manifest
+
+if TYPE_CHECKING:
+    from ...models.registry import ModelHandle
 
 log = logging.getLogger("refvideo")
 RENDERED, SKIPPED, FAILED = "rendered", "skipped", "failed"
@@ -125,9 +127,9 @@ Notify = Callable[[str], None]
 
 
 def last_frames(path: Path, count: int = DEFAULT_CONTINUE_FRAMES) -> np.ndarray:
-    """The last ``count`` decoded frames of a written shot: where a continuing shot starts."""
-    frames = to_numpy(VideoFile(path).get_components().images)
-    return np.ascontiguousarray(frames[-count:])
+    """The last ``count`` decoded frames of a written shot, float32 0..1: where a continuing shot starts."""
+    tail = deque(VideoFile(path).iter_frames(), maxlen=count)
+    return np.stack(tail).astype(np.float32) / np.float32(255.0)
 
 
 def _task(storyboard: Storyboard, prepared: PreparedShot, manifest: dict, shot_digest: str,
@@ -137,7 +139,8 @@ def _task(storyboard: Storyboard, prepared: PreparedShot, manifest: dict, shot_d
                     options=prepared.handle.options, references=prepared.references, style=prepared.style,
                     prompt=shot.prompt, seed=shot.seed, steps=shot.steps, resolution=shot.resolution,
                     aspect=shot.aspect, duration=shot.duration, format=shot.format, first_frames=first_frames,
-                    manifest=manifest, digest=shot_digest, filters=filters)
+                    manifest=manifest, digest=shot_digest, filters=filters,
+                    needs_accelerator=prepared.handle.spec.needs_weights)
 
 
 class _Driver:
@@ -244,7 +247,7 @@ class _Driver:
 def render_sequence(storyboard: Storyboard, output_dir: str | Path, *, runner: ShotRunner | None = None,
                     filters: tuple[FrameFilter, ...] = (), notify: Notify | None = None,
                     references: ReferenceSet | None = None, style: StyleDirection | None = None,
-                    model: object = None, handoff: bool = True) -> SequenceResult:
+                    model: ModelHandle | None = None, handoff: bool = True) -> SequenceResult:
     """Render (or resume) a storyboard into ``output_dir`` (see the module docstring)."""
     shots = prepare(storyboard, references=references, style=style, model=model)
     out = Path(output_dir).expanduser()

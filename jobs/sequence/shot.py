@@ -76,6 +76,7 @@ class ShotTask:
     manifest: dict
     digest: str
     filters: tuple[FrameFilter, ...] = ()
+    needs_accelerator: bool = True  # False for previz: a Ray task then asks for no GPU
 
     @property
     def file_name(self) -> str:
