@@ -73,6 +73,15 @@ def test_every_bad_field_is_named_with_its_shot(change, where):
     assert caught.value.fix
 
 
+def test_an_unquoted_aspect_reads_as_the_aspect():
+    text = yaml.safe_dump(board([{"name": "a", "prompt": "a"}])) + "\n"
+    for written, aspect in (("16:9", "16:9"), ("9:16", "9:16"), ("1:1", "1:1")):
+        story = parse_storyboard(text.replace("defaults:", f"defaults:\n  aspect: {written}", 1))
+        assert story.shot("a").aspect == aspect
+    with pytest.raises(InputError):
+        parse_storyboard(text.replace("defaults:", "defaults:\n  aspect: 4:3", 1))
+
+
 def test_defaults_apply_and_shots_come_in_dependency_order():
     shots = [{"name": "b", "prompt": "b", "continue_from": "a", "seed": 9}, {"name": "a", "prompt": "a"}]
     story = parse_storyboard(yaml.safe_dump(board(shots, seed=4)))

@@ -166,6 +166,8 @@ def _loader(value: Any, where: str) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted(value.items()))
 
 
+# YAML 1.1 reads an unquoted 16:9 as the base-60 number 969: take it back as the aspect it was
+_SEXAGESIMAL = {int(a) * 60 + int(b): f"{a}:{b}" for a, b in (aspect.split(":") for aspect in ASPECTS)}
 _CHECKS = {
     "references": _references,
     "style": lambda v, w: None if v in (None, "", "none") else checked_as(w, validate_name, v, kind="style skill",
@@ -173,7 +175,7 @@ _CHECKS = {
     "model": _text,
     "loader": _loader,
     "resolution": lambda v, w: _choice(v, tuple(RESOLUTIONS), w),
-    "aspect": lambda v, w: _choice(v, ASPECTS, w),
+    "aspect": lambda v, w: _choice(_SEXAGESIMAL.get(v, v) if isinstance(v, int) else v, ASPECTS, w),
     "duration": lambda v, w: checked_as(w, check_duration, v),
     "format": _format,
     "steps": lambda v, w: _whole(v, w, 0, 10_000),  # the model's own limit is checked by the plan

@@ -37,7 +37,7 @@ def _ray(local: bool) -> Any:
 def start_local(ray: Any, *, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
     """A Ray cluster on this machine: loopback only, no dashboard, no usage reporting, quiet logs."""
     ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, _node_ip_address=LOOPBACK,
-             log_to_driver=False, configure_logging=False, object_store_memory=200 * 1024 * 1024)
+             log_to_driver=False, configure_logging=False)
 
 
 class RayRunner:
