@@ -15,9 +15,8 @@ import sys
 import uuid
 from pathlib import Path
 
-import pytest
-
 import comfyui_server
+import pytest
 
 pytestmark = [pytest.mark.comfyui]
 _reason = comfyui_server.missing_reason()
