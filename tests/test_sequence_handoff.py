@@ -10,6 +10,7 @@ import opentimelineio as otio
 import pytest
 import yaml
 from PIL import Image
+
 from refvideo.engine.frames import to_numpy
 from refvideo.engine.sequence.handoff import CAPTION_HEIGHT, GAP, contact_layout
 from refvideo.engine.sequence.storyboard import read_storyboard

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
 from refvideo.engine import host
 from refvideo.engine.credits.ledger import shared_ledger
 from refvideo.engine.credits.pricing import estimate

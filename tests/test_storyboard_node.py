@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+
 from refvideo.engine import host
 from refvideo.engine.credits.ledger import shared_ledger
 from refvideo.engine.credits.pricing import estimate

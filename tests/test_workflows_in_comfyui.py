@@ -15,8 +15,9 @@ import sys
 import uuid
 from pathlib import Path
 
-import comfyui_server
 import pytest
+
+import comfyui_server
 
 pytestmark = [pytest.mark.comfyui]
 _reason = comfyui_server.missing_reason()

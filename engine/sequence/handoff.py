@@ -142,7 +142,7 @@ def write_timeline(path: Path, storyboard: Storyboard, shots: Sequence[tuple[str
     atomic_write_text(path, otio.adapters.write_to_string(timeline, "otio_json"))
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has one bitmap size
@@ -166,7 +166,7 @@ def write_contact_sheet(path: Path, tiles: Sequence[tuple[str, np.ndarray, float
     font = _font(14)
     for i, (name, frame, seconds) in enumerate(tiles):
         x, y = GAP + (i % columns) * (tile_w + GAP), GAP + (i // columns) * (cell_h + GAP)
-        tile = Image.fromarray(np.asarray(frame, np.uint8)[..., :3]).resize((tile_w, tile_h), Image.LANCZOS)
+        tile = Image.fromarray(np.asarray(frame, np.uint8)[..., :3]).resize((tile_w, tile_h), Image.Resampling.LANCZOS)
         sheet.paste(tile, (x, y))
         draw.text((x + 4, y + tile_h + 4), name, fill=(240, 240, 240), font=font)
         draw.text((x + 4, y + tile_h + 21), f"{seconds:.2f} s", fill=(170, 170, 170), font=font)

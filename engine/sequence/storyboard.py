@@ -270,7 +270,8 @@ def dependency_order(shots: list[Shot]) -> tuple[Shot, ...]:
         by_name[shot.name] = shot
     for shot in shots:
         if shot.continue_from is not None and shot.continue_from not in by_name:
-            raise _refuse(f"'{shot.continue_from}' is not a shot of this storyboard.", field_name(shot.name, "continue_from"),
+            raise _refuse(f"'{shot.continue_from}' is not a shot of this storyboard.",
+                          field_name(shot.name, "continue_from"),
                           f"Name one of: {', '.join(by_name)}.")
     ordered: list[Shot] = []
     placed: set[str] = set()

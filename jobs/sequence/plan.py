@@ -9,10 +9,11 @@ cap (``defaults.budget_cap``) do not cover the shots about to be charged.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ...engine.credits.budget import covered_balance
 from ...engine.credits.ledger import Balance, shared_ledger
@@ -127,29 +128,45 @@ def _handle(shot: Shot) -> ModelHandle:
     return resolve(shot.model, options, input_name=field_name(shot.name, "model"))
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _once(cache: dict[K, V], key: K, make: Callable[[], V]) -> V:
+    """``make()`` the first time ``key`` is asked for (each set, image list, skill and model is read once)."""
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
+
+
+def _socket(value: V | None, shot: Shot, name: str) -> V:
+    if value is None:
+        raise InputError(f"takes the node's {name} socket, and nothing is connected to it.",
+                         input=field_name(shot.name, name), fix=f"Connect {name}, or name it in the storyboard.")
+    return value
+
+
 def prepare(storyboard: Storyboard, *, references: ReferenceSet | None = None, style: StyleDirection | None = None,
             model: ModelHandle | None = None) -> tuple[PreparedShot, ...]:
     """Resolve every shot; raises InputError naming the shot and field. ``references``, ``style`` and
     ``model`` (a node's sockets) serve the shots whose value is :data:`FROM_SOCKET`."""
-    cache: dict[tuple, object] = {}
-
-    def once(key: tuple, make, *args):  # each set, image list, skill and model is read once per storyboard
-        if key not in cache:
-            cache[key] = make(*args)
-        return cache[key]
-
-    prepared = []
+    sets: dict[object, ReferenceSet] = {}
+    styles: dict[str | None, StyleDirection | None] = {}
+    handles: dict[tuple, ModelHandle] = {}
+    prepared: list[PreparedShot] = []
     for shot in storyboard.shots:
         where = field_name(shot.name, "references")
-        refs = references if shot.references == FROM_SOCKET else once(
-            ("refs", shot.references), load_references, shot.references, storyboard.base_dir, where)
-        shot_style = style if shot.style == FROM_SOCKET else once(
-            ("style", shot.style), _style, shot.style, field_name(shot.name, "style"))
-        handle = model if shot.model == FROM_SOCKET else once(("model", shot.model, shot.loader), _handle, shot)
-        render = checked_as(field_name(shot.name, "resolution"), plan_for, handle.spec, handle.options, shot.resolution,
-                          shot.aspect, shot.duration)
+        refs = _socket(references, shot, "references") if shot.references == FROM_SOCKET else _once(
+            sets, shot.references, partial(load_references, shot.references, storyboard.base_dir, where))
+        shot_style = _socket(style, shot, "style") if shot.style == FROM_SOCKET else _once(
+            styles, shot.style, partial(_style, shot.style, field_name(shot.name, "style")))
+        handle = _socket(model, shot, "model") if shot.model == FROM_SOCKET else _once(
+            handles, (shot.model, shot.loader), partial(_handle, shot))
+        render = checked_as(field_name(shot.name, "resolution"), plan_for, handle.spec, handle.options,
+                            shot.resolution, shot.aspect, shot.duration)
         checked_as(field_name(shot.name, "prompt"), check_prompt, shot.prompt)
-        checked_as(field_name(shot.name, "steps"), sampling, handle.spec, handle.options.preset, shot_style, shot.steps, 0)
+        checked_as(field_name(shot.name, "steps"), sampling, handle.spec, handle.options.preset, shot_style,
+                   shot.steps, 0)
         price = estimate(model=handle.name, resolution=shot.resolution, seconds=shot.duration)
         if shot.budget_cap and price.per_clip > shot.budget_cap:
             raise BudgetRefused(f"this shot costs {price.per_clip} credits, over its budget cap of "
