@@ -108,11 +108,11 @@ def _running_shot_pid(home: Path) -> int | None:
 def test_a_worker_killed_mid_shot_is_retried_and_every_shot_is_charged_once(tmp_path, ray_cluster,
                                                                               refvideo_home):
     (host.ledger_path().parent / "pricing.json").write_text(json.dumps({"model_factors": {"previz": 1.0}}))
-    price = estimate(model="previz", resolution="480p", seconds=5).per_clip
+    price = estimate(model="previz", resolution="720p", seconds=5).per_clip
     shared_ledger().topup("default", 10 * price)
     shots = [{**s, "continue_from": None} for s in SHOTS[:2]]
     story = storyboard(tmp_path, [{k: v for k, v in s.items() if v is not None} for s in shots],
-                       resolution="480p", duration=5)
+                       resolution="720p", duration=5)
     runner = RayRunner(gpus_per_shot=0)
     outcome: dict = {}
     worker = threading.Thread(target=lambda: outcome.update(result=render_sequence(story, tmp_path / "out",
@@ -125,7 +125,7 @@ def test_a_worker_killed_mid_shot_is_retried_and_every_shot_is_charged_once(tmp_
         if pid is not None:
             os.kill(pid, signal.SIGKILL)
             killed = pid
-        time.sleep(0.05)
+        time.sleep(0.02)
     worker.join(timeout=300)
     runner.close()
     assert killed is not None, "no shot was caught running"
