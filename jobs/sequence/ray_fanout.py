@@ -2,7 +2,8 @@
 
 Each shot is one task asking for ``gpus_per_shot`` GPUs (none for previz) and one CPU; the
 worker runs :func:`~.shot.render_shot` (the same in-process engine) and returns the clip's
-bytes and generation info, so workers need no shared disk and never open the ledger. A worker
+bytes and generation info, so workers need no shared disk and never open the ledger. A
+reference set is put into Ray's object store once and shared by the shots that use it. A worker
 that dies mid-shot is retried by Ray on another worker (``max_retries``); the driver reserved
 the shot's credits once and commits them once, when the one result arrives.
 
@@ -14,11 +15,15 @@ when the runner closes. With ``address`` the runner joins an existing cluster an
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 from ...engine import host
 from ...engine.errors import GenerationError, InputError, require
+from ...engine.references.reference import ReferenceSet
 from .shot import ShotOutput, ShotTask, render_shot
+
+NO_REFERENCES = ReferenceSet(())  # a task's own set when the set travels beside it
 
 LOOPBACK = "127.0.0.1"
 MAX_RETRIES = 3
@@ -59,6 +64,7 @@ class RayRunner:
         self.gpus = gpus_per_shot
         self.remote = self.ray.remote(max_retries=max_retries, retry_exceptions=False)(render_shot)
         self.running: dict[Any, str] = {}
+        self.references: dict[int, tuple[ReferenceSet, Any]] = {}
 
     def submit(self, task: ShotTask) -> None:
         """Start the shot as a Ray task; refused when no node of the cluster has the GPUs it asks for."""
@@ -67,8 +73,16 @@ class RayRunner:
             raise InputError(f"each shot asks for {gpus:g} GPU(s) and the Ray cluster has "
                              f"{self.ray.cluster_resources().get('GPU', 0):g}.", input="--gpus-per-shot",
                              fix="Give --gpus-per-shot 0 to render on CPUs, or join a cluster with GPUs.")
-        ref = self.remote.options(num_gpus=gpus, num_cpus=1, name=f"refvideo-shot:{task.name}").remote(task)
+        ref = self.remote.options(num_gpus=gpus, num_cpus=1, name=f"refvideo-shot:{task.name}").remote(
+            replace(task, references=NO_REFERENCES), self._shared(task.references))
         self.running[ref] = task.name
+
+    def _shared(self, references: ReferenceSet) -> Any:
+        """The reference set in Ray's object store, put there once for all the shots that use it."""
+        entry = self.references.get(id(references))
+        if entry is None:  # the set is kept with its object, so its id is not reused while the runner lives
+            entry = self.references[id(references)] = (references, self.ray.put(references))
+        return entry[1]
 
     def next_done(self) -> tuple[str, ShotOutput | Exception]:
         """The next shot to finish (its output, or the error that ended it); checks for Ctrl-C meanwhile."""

@@ -139,13 +139,17 @@ def recorded_digest(path: Path) -> str | None:
         return None
 
 
-def render_shot(task: ShotTask) -> ShotOutput:
-    """Render, filter and encode one shot; returns the clip's bytes (see the module docstring)."""
+def render_shot(task: ShotTask, references: ReferenceSet | None = None) -> ShotOutput:
+    """Render, filter and encode one shot; returns the clip's bytes (see the module docstring).
+
+    ``references``, when given, replaces the task's own (Ray sends a set that many shots share once,
+    beside the tasks)."""
     from ...models.registry import resolve
 
     started = time.perf_counter()
     result = generate(SamplerInputs(
-        model=resolve(task.model, task.options), references=task.references, prompt=task.prompt, seed=task.seed,
+        model=resolve(task.model, task.options), references=references if references is not None else task.references,
+        prompt=task.prompt, seed=task.seed,
         steps=task.steps, resolution=task.resolution, aspect=task.aspect, duration=task.duration, style=task.style,
         first_frames=task.first_frames, continue_frames=DEFAULT_CONTINUE_FRAMES))
     frames = result.frames
