@@ -56,6 +56,7 @@ def priced_previz():
 
 
 def storyboard(tmp_path: Path, shots: list[dict], **defaults):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     data = {"sequence": "reel", "defaults": {"references": REFS, "model": "previz", "resolution": "144p",
                                              **defaults}, "shots": shots}
     path = tmp_path / "reel.yaml"
@@ -78,14 +79,18 @@ def test_ray_renders_the_same_frames_and_manifests_as_in_process(tmp_path, ray_c
     runner = RayRunner(gpus_per_shot=1)
     assert not runner.owned  # it joined the test's cluster
     remote = render_sequence(story, tmp_path / "ray", runner=runner)
+    weights = storyboard(tmp_path / "tiny", [{"name": "noise", "prompt": "Mara waits. Dolly in."}],
+                         model="tiny-random", steps=1)
+    refused = render_sequence(weights, tmp_path / "tiny_out", runner=runner)  # asks for a GPU the cluster lacks
     runner.close()
+    assert refused.shots[0].status == "failed" and "--gpus-per-shot" in refused.shots[0].error
     assert [s.status for s in remote.shots] == [RENDERED] * 3
     for shot in SHOTS:
         a, b = tmp_path / "local" / f"{shot['name']}.mp4", tmp_path / "ray" / f"{shot['name']}.mp4"
         assert np.array_equal(to_numpy(VideoFile(a).get_components().images),
                               to_numpy(VideoFile(b).get_components().images))
         assert settings_of(a) == settings_of(b)
-    assert ledger_entries("reserve") == ledger_entries("charge") == 6
+    assert ledger_entries("reserve") == 7 and ledger_entries("charge") == 6 and ledger_entries("release") == 1
     assert shared_ledger().balance("default").balance == 14 * priced_previz
     assert shared_ledger().balance("default").held == 0
 
