@@ -24,6 +24,7 @@ NODE_MODULES: tuple[str, ...] = (
     "video_encode",
     "audio",
     "join_clips",
+    "storyboard",
     "continuity",
 )
 

@@ -59,6 +59,7 @@ NODE_SIZES = {
     "VideoEncode": (420, 560),
     "RefVideoAudio": (400, 380),
     "JoinClips": (380, 330),
+    "RefVideoStoryboard": (520, 720),
     "ContinuityReport": (420, 420),
 }
 GROUP_COLOURS = {"references": "#8A8", "model": "#88A", "shot": "#b58b2a", "sequence": "#a1309b"}
@@ -418,8 +419,44 @@ def previz_to_diffusion() -> Workflow:
         thumbnail=4, strip=(4, 7))
 
 
+def storyboard_sequence() -> Workflow:
+    """A whole scene from one storyboard (the node's own example): priced up front, rendered shot by shot."""
+    from refvideo.nodes.storyboard import EXAMPLE
+
+    return Workflow(
+        "storyboard_sequence",
+        nodes=[references(1, (40, 400), "References: Mara, the harbour, the lantern (every shot)"),
+               Node(2, "StyleSkill", "Style skill: the look of the scene (every shot)", (40, 1260),
+                    {"style": "blue hour over the harbour, warm lantern light, 35mm film look, soft haze",
+                     "negative": "oversaturated, cartoon, text, watermark", "camera": "slow push in"}),
+               previz_loader(3, (520, 400)),
+               Node(4, "CreditMeter", "Credits: the account and a cap for the whole sequence", (520, 920),
+                    {"model": Out(3, "model"), "resolution": "720p", "duration": 5.0, "clips": 3}),
+               Node(5, "RefVideoStoryboard", "Storyboard: three shots, continued and crossfaded", (1000, 400),
+                    {"model": Out(3, "model"), "references": Out(1, "references"), "style": Out(2, "style"),
+                     "budget": Out(4, "budget"), "storyboard": EXAMPLE,
+                     "output_folder": "RefVideo/sequences"})],
+        notes=[Note(6, "About this workflow", "\n\n".join([
+            "STORYBOARD: a whole scene from one shot list. The storyboard (YAML) names each shot, its prompt and "
+            "seed, which shot it continues from, and how the shots join. The sockets (model, references, style, "
+            "budget) replace the storyboard's defaults; a shot may still set its own value.",
+            "Every shot is checked and the whole sequence priced before anything renders. Each shot's credits are "
+            "reserved before it starts and charged once its file exists. Queue again after changing one shot: "
+            "the others are kept (their files record their settings) and not charged again.",
+            "Files in output/RefVideo/sequences/harbour_scene/: wide.mp4, medium.mp4, close.mp4, the joined "
+            "harbour_scene.mp4, an OpenTimelineIO timeline harbour_scene.otio for an editing application, and "
+            "harbour_scene_contact.png (one frame per shot).",
+            on_a_gpu(), CREDITS, HEADLESS.format(stem="storyboard_sequence"),
+            "Or the storyboard file itself: refvideo sequence render workflows/storyboards/harbour_scene.yaml "
+            "(add --ray to spread the shots over a Ray cluster)."]), (1540, 400), (460, 900))],
+        groups=[Group(REFERENCES_GROUP, (1, 2), GROUP_COLOURS["references"]),
+                Group("Model and credits", (3, 4), GROUP_COLOURS["model"]),
+                Group("The scene", (5,), GROUP_COLOURS["sequence"])],
+        thumbnail=5, strip=(5,))
+
+
 DESCRIPTIONS = (demo_shot, single_shot, continuity_three_shots, shot_with_audio, shot_1080p, reference_sheet,
-                previz_to_diffusion)
+                previz_to_diffusion, storyboard_sequence)
 
 
 # --------------------------------------------------------------------------- the two formats

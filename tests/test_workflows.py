@@ -27,7 +27,7 @@ from refvideo.nodes import NODE_CLASS_MAPPINGS
 PACK_ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = PACK_ROOT / "workflows"
 SHIPPED = ("demo_shot", "single_shot", "continuity_three_shots", "shot_with_audio", "shot_1080p", "reference_sheet",
-           "previz_to_diffusion")
+           "previz_to_diffusion", "storyboard_sequence")
 ALL = tuple(sorted(p.stem for p in WORKFLOWS.glob("*.json")))
 UI_ONLY = ("Note", "MarkdownNote")
 CONTROL, UPLOAD = "<control_after_generate>", "<upload>"

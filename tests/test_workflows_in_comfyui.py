@@ -27,7 +27,7 @@ if _reason:
 PACK_ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = PACK_ROOT / "workflows"
 SHIPPED_AT_144P = ("continuity_three_shots", "shot_with_audio", "shot_1080p", "reference_sheet", "previz_to_diffusion",
-                   "demo_shot")
+                   "demo_shot", "storyboard_sequence")
 # node -> what it writes: frames per file (video) or the number of PNG files (reference sheet)
 EXPECTED = {
     "single_shot": {"5": 81},
@@ -37,6 +37,7 @@ EXPECTED = {
     "reference_sheet": {"2": 3},
     "previz_to_diffusion": {"4": 21, "7": 21},
     "demo_shot": {"4": 81},
+    "storyboard_sequence": {"5": 3 * 81 - 2 * 8},
 }
 
 
@@ -65,6 +66,8 @@ def api_workflow(stem: str, *, small: bool = True) -> dict:
     for node in workflow.values():
         if small and node["class_type"] == "RefVideoSampler":
             node["inputs"]["resolution"] = "144p"
+        if small and node["class_type"] == "RefVideoStoryboard":
+            node["inputs"]["storyboard"] = node["inputs"]["storyboard"].replace("resolution: 720p", "resolution: 144p")
     return workflow
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from .. import host
 from ..errors import BudgetRefused
 from ..storage import validate_name
-from .ledger import DEFAULT_ACCOUNT, Balance, Reservation, shared_ledger
+from .ledger import DEFAULT_ACCOUNT, Balance, Ledger, Reservation, shared_ledger
 from .pricing import LEDGER_INTEGER_LIMIT, Estimate, check_amount, estimate, model_name
 
 
@@ -83,6 +83,16 @@ class Budget:
         return f"Budget(account={self.account!r}, credits={self.estimate.credits}, cap={self.cap})"
 
 
+def covered_balance(ledger: Ledger, account: str, credits: int, what: str) -> Balance:
+    """The account's balance, or the ledger's refusal when its available credits do not cover ``credits``."""
+    balance = ledger.balance(account)
+    if credits > balance.available and balance.held and ledger.release_orphans():
+        balance = ledger.balance(account)  # holds of processes that died since this one opened the ledger
+    if credits > balance.available:
+        raise ledger.shortfall(account, credits, what)
+    return balance
+
+
 def plan_budget(*, model: Any = None, resolution: str, seconds: float, audio: bool = False, clips: int = 1,
                 account: str = DEFAULT_ACCOUNT, cap: Any = 0) -> Budget:
     """Price a plan and check it against the account and the cap (0: no cap); refuse with the fix."""
@@ -94,10 +104,6 @@ def plan_budget(*, model: Any = None, resolution: str, seconds: float, audio: bo
                             input="budget_cap",
                             fix="Raise budget_cap (0 means no cap), or plan fewer or cheaper clips.")
     ledger = shared_ledger()
-    balance = ledger.balance(account)
-    if price.credits > balance.available and balance.held and ledger.release_orphans():
-        balance = ledger.balance(account)  # holds of processes that died since this one opened the ledger
-    if price.credits > balance.available:
-        raise ledger.shortfall(account, price.credits, f"this plan ({price.clips} clip(s))")
+    balance = covered_balance(ledger, account, price.credits, f"this plan ({price.clips} clip(s))")
     return Budget(account=account, plan=ShotPlan(price.model, resolution, price.seconds, audio, clips), cap=cap_value,
                   estimate=price, balance=balance, ledger_path=ledger.path)

@@ -155,8 +155,7 @@ class VideoFile:
         return slice(start, stop if count is None or stop is None else min(stop, count))
 
     def iter_frames(self) -> Iterator[np.ndarray]:
-        """The trimmed clip's frames streamed one uint8 RGB ``[H, W, 3]`` array at a time (a long clip is
-        never held whole)."""
+        """The (trimmed) clip's frames one at a time, uint8 RGB ``[H, W, 3]``: a clip read without holding it."""
         return self._rgb_frames()
 
     def _rgb_frames(self) -> Iterator[np.ndarray]:

@@ -2,12 +2,14 @@
 
 Clips must share size, channels (single-channel clips are read as RGB) and frame rate;
 anything else is refused with the clip's input name and what to change. The result is written
-into one preallocated array, clip by clip, so memory is the output plus one frame of arithmetic.
+into one preallocated array, frame by frame from :func:`joined_frames`, so memory is the output plus
+the crossfade's frames; :func:`joined_frames` alone streams clips read from files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,16 +50,18 @@ def _check_overlap(arrays: Sequence[np.ndarray], names: Sequence[str], crossfade
 
 
 def join_clips(clips: Sequence[Any], fps: Sequence[float | None], *, transition: str = CUT,
-               crossfade_frames: int = 0, names: Sequence[str] | None = None) -> tuple[np.ndarray, float]:
+               crossfade_frames: int = 0, names: Sequence[str] | None = None,
+               max_clips: int = MAX_CLIPS) -> tuple[np.ndarray, float]:
     """Join ``clips`` (IMAGE batches) in order; returns ``(frames [F, H, W, C] float32, fps)``.
 
     ``fps[i]`` is clip i's frame rate (None: assume the first clip's). A crossfade blends the
     last N frames of one clip with the first N of the next, so the result has
-    ``sum(lengths) - N * (clips - 1)`` frames; a cut simply concatenates.
+    ``sum(lengths) - N * (clips - 1)`` frames; a cut simply concatenates. ``max_clips`` is JoinClips'
+    six sockets unless a caller (a storyboard's sequence) joins more.
     """
     names = list(names or [f"clip_{i + 1}" for i in range(len(clips))])
-    if not MIN_CLIPS <= len(clips) <= MAX_CLIPS:
-        raise InputError(f"{len(clips)} clip(s) were given; joining needs {MIN_CLIPS} to {MAX_CLIPS}.",
+    if not MIN_CLIPS <= len(clips) <= max_clips:
+        raise InputError(f"{len(clips)} clip(s) were given; joining needs {MIN_CLIPS} to {max_clips}.",
                          input="clip_2" if len(clips) < MIN_CLIPS else None,
                          fix="Connect at least clip_1 and clip_2.")
     if transition not in TRANSITIONS:
@@ -82,17 +86,30 @@ def join_clips(clips: Sequence[Any], fps: Sequence[float | None], *, transition:
     _check_overlap(arrays, names, blend)
     total = sum(a.shape[0] for a in arrays) - blend * (len(arrays) - 1)
     out = np.empty((total, *first.shape[1:]), np.float32)
-    weights = np.arange(1, blend + 1, dtype=np.float32) / (blend + 1)
-    cursor = 0
-    for index, array in enumerate(arrays):
-        start = blend if index > 0 else 0
-        if index > 0 and blend:
-            for k in range(blend):  # out already holds the previous clip's tail here
-                w = weights[k]
-                tail = out[cursor - blend + k]
-                tail *= 1.0 - w
-                tail += w * array[k]
-        body = array[start:]
-        out[cursor:cursor + body.shape[0]] = body
-        cursor += body.shape[0]
+    for index, frame in enumerate(joined_frames(arrays, blend)):
+        out[index] = frame
     return out, rate
+
+
+def joined_frames(clips: Sequence[Iterable[np.ndarray]], crossfade: int = 0) -> Iterator[np.ndarray]:
+    """The frames of ``clips`` (each an iterable of float32 ``[H, W, C]`` frames) in order, the last
+    ``crossfade`` frames of each blended with the first ones of the next, one frame at a time.
+
+    Only ``crossfade`` frames are held, so clips read from files join without being loaded whole.
+    Callers check sizes, rates and lengths first (:func:`join_clips` does).
+    """
+    weights = np.arange(1, crossfade + 1, dtype=np.float32) / (crossfade + 1)
+    held: deque[np.ndarray] = deque()
+    for index, clip in enumerate(clips):
+        frames = iter(clip)
+        keep = crossfade if index < len(clips) - 1 else 0
+        if index > 0:
+            for w, frame in zip(weights, frames):
+                mixed = held.popleft() * (1.0 - w)
+                mixed += w * frame
+                yield mixed
+        for frame in frames:
+            held.append(frame)
+            if len(held) > keep:
+                yield held.popleft()
+    yield from held

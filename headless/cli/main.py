@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "info_command",
     "library_commands",
     "credits_commands",
+    "sequence_commands",
     "continuity_command",
 )
 
