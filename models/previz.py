@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from ..engine.camera.path import parse_shot, reference_targets
+from ..engine.camera.path import shot_camera
 from ..engine.previz.render import render_animatic
 from .backend import RenderRequest, RenderResult, VideoBackend
 
@@ -30,10 +30,9 @@ class PrevizBackend(VideoBackend):
         plan = request.plan
         camera = request.camera
         own_camera = camera is None
-        if own_camera:
-            default = request.style.camera if request.style is not None else ""
-            camera = parse_shot(request.prompt, default_camera=default,
-                                targets=reference_targets(request.references))
+        if camera is None:
+            camera = shot_camera(request.prompt, request.style.camera if request.style is not None else "",
+                                 request.references)
         started = time.perf_counter()
         animatic = render_animatic(
             request.references, camera,

@@ -25,6 +25,7 @@ from ..engine import host
 from ..engine.errors import GenerationError
 from ..engine.frames import fit_box, resize_frames
 from ..engine.memory_plan import ArchFacts
+from ..engine.references.images import composite_over_white, to_uint8
 from ..engine.references.reference import Reference
 from ..engine.sizes import UPSCALE_1080, RenderPlan
 from . import diffusers_loading as loading
@@ -262,12 +263,12 @@ def reference_image(ref: Reference, width: int, height: int) -> Any:
     alpha = np.clip(np.asarray(ref.mask, dtype=np.float32), 0.0, 1.0)
     if alpha.shape != rgb.shape[:2]:
         alpha = np.ones(rgb.shape[:2], dtype=np.float32)
-    matted = rgb * alpha[..., None] + (1.0 - alpha[..., None])
+    matted = to_uint8(composite_over_white(rgb, alpha))
     box = _subject_box(alpha)
     if box is not None:
         top, bottom, left, right = box
         matted = matted[top:bottom, left:right]
-    image = Image.fromarray(np.round(matted * 255).astype(np.uint8), "RGB")
+    image = Image.fromarray(matted, "RGB")
     size, offset = fit_box(image.width, image.height, width, height)
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     canvas.paste(image.resize(size, Image.Resampling.LANCZOS), offset)
@@ -300,8 +301,8 @@ def conditioning(plan: RenderPlan, first_frames: np.ndarray | None,
         k = min(len(first_frames), n)
         video[:k] = resize_frames(first_frames[:k], w, h)
         mask[:k] = 0.0
-    to_pil = lambda a, mode: Image.fromarray(np.round(np.clip(a, 0, 1) * 255).astype(np.uint8), mode)  # noqa: E731
-    return [to_pil(f, "RGB") for f in video], [to_pil(m, "L").convert("RGB") for m in mask]
+    return ([Image.fromarray(to_uint8(f), "RGB") for f in video],
+            [Image.fromarray(to_uint8(m), "L").convert("RGB") for m in mask])
 
 
 def deliver(frames: np.ndarray, plan: RenderPlan) -> np.ndarray:

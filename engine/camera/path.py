@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from ..references.reference import Reference
 from .grammar import MoveDraft, Reading, Vocabulary, read, vocabulary
 
 EASINGS: dict[str, Callable[[float], float]] = {
@@ -211,7 +212,13 @@ def parse_shot(text: str, *, default_camera: str = "", targets: Mapping[str, str
                       optics=dict(vocab.data["optics"]), shake=dict(vocab.data["handheld_shake"]))
 
 
-def reference_targets(references) -> dict[str, str]:
+def shot_camera(prompt: str, camera_habit: str, references: Iterable[Reference]) -> ShotCamera:
+    """The camera path of a shot: its prompt, the style's camera habit when the prompt names no move,
+    and the references' labels as focus targets. The sampler and previz both read the camera here."""
+    return parse_shot(prompt, default_camera=camera_habit, targets=reference_targets(references))
+
+
+def reference_targets(references: Iterable[Reference]) -> dict[str, str]:
     """Focus targets named by a reference set's labels: characters are the subject, props the
     foreground, environments the background ("rack focus to Mara")."""
     by_role = {"character": "subject", "prop": "foreground", "environment": "background"}
