@@ -47,7 +47,7 @@ from ..engine.style import StyleDirection
 from ..models import diffusers_loading as loading
 from ..models.backend import RenderRequest, RenderResult, VideoBackend
 from ..models.registry import ModelHandle, resolve
-from ..models.spec import LoadOptions, ModelSpec, family_defaults, preset
+from ..models.spec import LoadOptions, ModelSpec, family_defaults, sampling_preset
 
 MAX_STEPS = 200
 MAX_GUIDANCE = 30.0
@@ -251,13 +251,13 @@ def _family(spec: ModelSpec) -> dict:
 def sampling(spec: ModelSpec, preset_name: str, style: StyleDirection | None, steps: object,
              guidance: object) -> tuple[int, float, dict]:
     """Steps and guidance: the sampler's own non-zero value, else the style's, the preset's, the model's."""
-    chosen = preset(preset_name)
+    chosen = sampling_preset(preset_name)
     defaults = style.defaults if style else {}
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for name, given, model_default in (("steps", steps, spec.default_steps),
-                                       ("guidance", guidance, spec.default_guidance)):
-        for source, value in (("input", given), ("style", defaults.get(name)), ("preset", chosen.get(name)),
+    for name, given, preset_value, model_default in (("steps", steps, chosen.steps, spec.default_steps),
+                                                     ("guidance", guidance, chosen.guidance, spec.default_guidance)):
+        for source, value in (("input", given), ("style", defaults.get(name)), ("preset", preset_value),
                               ("model", model_default)):
             if value not in (None, 0, 0.0):
                 values[name], sources[name] = value, source
@@ -410,16 +410,16 @@ def collect_warnings(job: Job) -> list[str]:
 
 
 def _preset_warnings(options: LoadOptions) -> list[str]:
-    wanted = preset(options.preset).get("lora")
-    if not wanted:
+    wanted = sampling_preset(options.preset).lora
+    if wanted is None:
         return []
     lora = options.lora.lower()
     if lora == "none":
         return [f"the '{options.preset}' preset is made for a step-distillation LoRA, and none is loaded: "
                 "expect a blurry clip. Choose the LoRA in the loader."]
-    if not any(h in lora for h in wanted.get("hints", [])):
+    if not any(h in lora for h in wanted.hints):
         return [f"the LoRA '{options.lora}' does not look like a step-distillation LoRA "
-                f"(expected a name with {', '.join(wanted['hints'])})."]
+                f"(expected a name with {', '.join(wanted.hints)})."]
     return []
 
 
