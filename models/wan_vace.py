@@ -301,8 +301,8 @@ def conditioning(plan: RenderPlan, first_frames: np.ndarray | None,
         k = min(len(first_frames), n)
         video[:k] = resize_frames(first_frames[:k], w, h)
         mask[:k] = 0.0
-    return ([Image.fromarray(to_uint8(f), "RGB") for f in video],
-            [Image.fromarray(to_uint8(m), "L").convert("RGB") for m in mask])
+    to_pil = lambda a, mode: Image.fromarray(np.round(np.clip(a, 0, 1) * 255).astype(np.uint8), mode)  # noqa: E731
+    return [to_pil(f, "RGB") for f in video], [to_pil(m, "L").convert("RGB") for m in mask]
 
 
 def deliver(frames: np.ndarray, plan: RenderPlan) -> np.ndarray:
