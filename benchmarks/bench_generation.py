@@ -69,7 +69,7 @@ from refvideo.engine.sizes import WAN_FRAMES, plan_render  # noqa: E402
 from refvideo.models import context_parallel, tiny_random, wan_vace  # noqa: E402
 from refvideo.models import diffusers_loading as loading  # noqa: E402
 from refvideo.models.backend import RenderRequest  # noqa: E402
-from refvideo.models.spec import LoadOptions, ModelSpec, preset  # noqa: E402
+from refvideo.models.spec import LoadOptions, ModelSpec, sampling_preset  # noqa: E402
 
 PLAIN_DEFAULT_STEPS = 50  # diffusers' num_inference_steps default
 GUIDANCE = 5.0
@@ -219,9 +219,9 @@ def run_variant(name: str, pipe, spec, plan, refs, steps: int, device: torch.dev
     """RefVideo's backend with the variant's options applied to the shared pipeline."""
     overrides = {k: v for k, v in VARIANTS[name].items() if k != "gpu"}
     options = LoadOptions(**overrides)
-    chosen = preset(options.preset)
-    steps = chosen.get("steps") or steps
-    guidance = chosen.get("guidance") or GUIDANCE
+    chosen = sampling_preset(options.preset)
+    steps = chosen.steps or steps
+    guidance = chosen.guidance or GUIDANCE
     decision = decide(spec.arch, requested_mode=options.memory_mode, cfg_batching=options.cfg_batching, free=free,
                       accelerator=device.type != "cpu", width=plan.render_width, height=plan.render_height,
                       frames=plan.frames, references=1, dtype="bf16" if device.type == "cuda" else "fp32",

@@ -71,8 +71,8 @@ def time_render(refs, prompt: str, size: tuple[int, int], workers: int | None, r
     from refvideo.engine.camera import path as camera_module
     from refvideo.engine.previz.render import render_animatic
 
-    parse = getattr(camera_module, "parse_shot_for", None)
-    camera = parse(prompt, refs) if parse else camera_module.parse_shot(prompt)
+    parse = getattr(camera_module, "shot_camera", None)
+    camera = parse(prompt, "", refs) if parse else camera_module.parse_shot(prompt)
     extra = {"output": output} if output else {}  # an older renderer draws the animatic only
     best: dict | None = None
     for _ in range(repeat):

@@ -49,16 +49,14 @@ class ModelNotFound(InputError):
 
 
 class StorageError(InputError):
-    """A saved asset (reference set, skill, ledger) is missing, corrupt or unwritable."""
+    """A saved asset (reference set, skill, ledger) is missing, corrupt or cannot be used as asked."""
 
 
-class WriteFailed(StorageError):
+class WriteFailed(RefVideoError):
     """A file or the ledger could not be written while running (disk full, no permission, locked).
 
-    Unlike the other storage errors this one happens after work started, so the CLI exits 1.
+    Not bad input: it happens after work started, and the input was fine, so the CLI exits 1.
     """
-
-    exit_code = 1
 
 
 class MissingDependency(RefVideoError):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..engine import host, ranks
 from ..engine.errors import InputError, RefVideoError
 from ..engine.paths import API_WORKFLOWS_DIR, WORKFLOWS_DIR, is_within
+from .graph import dependency_order
 from .schema import InputSpec, NodeSchema, coerce, node_schema, parse_text_value, types_match
 
 if TYPE_CHECKING:
@@ -265,24 +266,9 @@ def _check_link(node_id: str, class_type: str, spec: InputSpec, link: list, work
 
 
 def _cycle_problems(workflow: Workflow, known: dict[str, type[NodeClass]]) -> list[Problem]:
-    edges = {nid: [str(v[0]) for v in workflow[nid].get("inputs", {}).values() if _is_link(v)] for nid in known}
-    state: dict[str, int] = {}
     found: list[list[str]] = []
-
-    def visit(nid: str, stack: list[str]) -> None:
-        state[nid] = 1
-        stack.append(nid)
-        for src in edges.get(nid, []):
-            if state.get(src) == 1:
-                found.append(stack[stack.index(src):] + [src])
-            elif src in edges and state.get(src) is None:
-                visit(src, stack)
-        stack.pop()
-        state[nid] = 2
-
-    for nid in sorted(edges, key=_id_key):
-        if state.get(nid) is None:
-            visit(nid, [])
+    dependency_order(sorted(known, key=_id_key), lambda nid: [s for s in _sources(workflow, nid) if s in known],
+                     on_cycle=found.append)
     return [Problem("cycle", "the nodes " + " -> ".join(c) + " form a cycle; a workflow must not feed a "
                     "node's output back into itself.", c[0], workflow[c[0]]["class_type"]) for c in found]
 
@@ -303,21 +289,12 @@ def execution_order(workflow: Workflow, classes: Mapping[str, type[NodeClass]], 
     """
     marker = "RUNS_ON_EVERY_RANK" if every_rank_only else "OUTPUT_NODE"
     outputs = [nid for nid, n in workflow.items() if getattr(classes[n["class_type"]], marker, False)]
-    order: list[str] = []
-    seen: set[str] = set()
+    return dependency_order(sorted(outputs, key=_id_key), lambda nid: _sources(workflow, nid))
 
-    def visit(nid: str) -> None:
-        if nid in seen:
-            return
-        seen.add(nid)
-        for value in workflow[nid].get("inputs", {}).values():
-            if _is_link(value):
-                visit(str(value[0]))
-        order.append(nid)
 
-    for nid in sorted(outputs, key=_id_key):
-        visit(nid)
-    return order
+def _sources(workflow: Workflow, node_id: str) -> list[str]:
+    """The nodes ``node_id``'s linked inputs read from, in input order."""
+    return [str(v[0]) for v in workflow[node_id].get("inputs", {}).values() if _is_link(v)]
 
 
 def execute(

@@ -22,8 +22,11 @@ from typing import Any
 import numpy as np
 
 from ..engine import host, ranks
+from ..engine.camera.path import ShotCamera, shot_camera
+from ..engine.credits.budget import CreditBudget, CreditHold
 from ..engine.errors import GenerationError, InputError, RefVideoError, is_out_of_memory
 from ..engine.frames import image_batch, resize_frames
+from ..engine.memory_plan import MemoryDecision, decide
 from ..engine.paths import pack_version
 from ..engine.prompting import ComposedPrompt, compose_prompt
 from ..engine.ranks import OFF, Layout
@@ -41,6 +44,10 @@ from ..engine.sizes import (
     plan_render,
 )
 from ..engine.style import StyleDirection
+from ..models import diffusers_loading as loading
+from ..models.backend import RenderRequest, RenderResult, VideoBackend
+from ..models.registry import ModelHandle, resolve
+from ..models.spec import LoadOptions, ModelSpec, family_defaults, sampling_preset
 
 MAX_STEPS = 200
 MAX_GUIDANCE = 30.0
@@ -55,10 +62,10 @@ MAX_CONTINUE_FRAMES = 32
 
 @dataclass
 class SamplerInputs:
-    """RefVideoSampler's inputs, with the node's defaults."""
+    """RefVideoSampler's inputs as the node received them (socket values are checked by :func:`prepare`)."""
 
-    model: Any
-    references: Any
+    model: object
+    references: object
     prompt: str
     seed: int = 0
     steps: int = 0
@@ -68,9 +75,9 @@ class SamplerInputs:
     aspect: str = DEFAULT_ASPECT
     duration: float = DEFAULT_SECONDS
     style: StyleDirection | None = None
-    budget: Any = None
-    first_frames: Any = None
-    control_video: Any = None
+    budget: object = None
+    first_frames: object = None
+    control_video: object = None
     continue_frames: int = DEFAULT_CONTINUE_FRAMES
 
 
@@ -78,8 +85,8 @@ class SamplerInputs:
 class Job:
     """A fully checked render: nothing in it has touched a model yet."""
 
-    handle: Any
-    spec: Any
+    handle: ModelHandle
+    spec: ModelSpec
     references: ReferenceSet
     prompt: str
     composed: ComposedPrompt
@@ -89,11 +96,11 @@ class Job:
     guidance: float
     sources: dict
     style: StyleDirection | None
-    camera: Any
+    camera: ShotCamera
     first_frames: np.ndarray | None
     control_video: np.ndarray | None
-    memory: Any
-    budget: Any
+    memory: MemoryDecision
+    budget: CreditBudget | None
     warnings: list[str] = field(default_factory=list)
     layout: Layout = field(default_factory=Layout)
 
@@ -132,29 +139,27 @@ def prepare(inputs: SamplerInputs) -> Job:
     prompt = check_prompt(inputs.prompt)
     style = check_style(inputs.style)
     seed = check_seed(inputs.seed)
-    check_budget(inputs.budget)
+    budget = check_budget(inputs.budget)
     plan = plan_for(spec, handle.options, inputs.resolution, inputs.aspect, inputs.duration)
     steps, guidance, sources = sampling(spec, handle.options.preset, style, inputs.steps, inputs.guidance)
     first = check_frames_input(continuation(inputs.first_frames, inputs.continue_frames), plan, "first_frames")
     control = check_frames_input(inputs.control_video, plan, "control_video")
     camera = parse_camera(prompt, style, refs)
     negative = _text(inputs.negative_prompt, "negative_prompt").strip() or _family(spec).get("default_negative", "")
-    composed = compose_prompt(prompt, refs, style, roles=spec.roles, camera_phrase=getattr(camera, "phrase", ""),
+    composed = compose_prompt(prompt, refs, style, roles=spec.roles, camera_phrase=camera.phrase,
                               negative=negative)
     pasted = sum(1 for r in refs if r.role in spec.roles)
     memory = plan_memory(handle, spec, plan, pasted, guidance)
     handle, layout, parallel_notes = plan_parallel(handle, spec, plan, pasted)
     job = Job(handle=handle, spec=spec, references=refs, prompt=prompt, composed=composed, plan=plan, seed=seed,
               steps=steps, guidance=guidance, sources=sources, style=style, camera=camera, first_frames=first,
-              control_video=control, memory=memory, budget=inputs.budget, layout=layout)
+              control_video=control, memory=memory, budget=budget, layout=layout)
     job.warnings = [*collect_warnings(job), *parallel_notes]
     return job
 
 
-def check_model(model: Any) -> Any:
+def check_model(model: object) -> ModelHandle:
     """A model handle from RefVideoModelLoader (a plain model name is resolved with defaults)."""
-    from ..models.registry import ModelHandle, resolve
-
     if isinstance(model, str):
         return resolve(model)
     if not isinstance(model, ModelHandle):
@@ -163,7 +168,7 @@ def check_model(model: Any) -> Any:
     return model
 
 
-def check_references(references: Any) -> ReferenceSet:
+def check_references(references: object) -> ReferenceSet:
     """1-3 references with known roles and usable images."""
     if references is None:
         raise InputError("no reference images were given.", input="references",
@@ -212,20 +217,23 @@ def check_prompt(prompt: Any) -> str:
     return text
 
 
-def check_style(style: Any) -> StyleDirection | None:
+def check_style(style: object) -> StyleDirection | None:
     if style is None or isinstance(style, StyleDirection):
         return style
     raise InputError(f"expects a style direction, got {type(style).__name__}.", input="style",
                      fix="Connect the output of a StyleSkill node, or leave style unconnected.")
 
 
-def check_budget(budget: Any) -> None:
-    if budget is not None and not callable(getattr(budget, "reserve", None)):
+def check_budget(budget: object) -> CreditBudget | None:
+    if budget is None:
+        return None
+    if not isinstance(budget, CreditBudget):
         raise InputError(f"expects a credit budget, got {type(budget).__name__}.", input="budget",
                          fix="Connect the budget output of a CreditMeter node, or leave budget unconnected.")
+    return budget
 
 
-def plan_for(spec: Any, options: Any, resolution: str, aspect: str, duration: float) -> RenderPlan:
+def plan_for(spec: ModelSpec, options: LoadOptions, resolution: str, aspect: str, duration: float) -> RenderPlan:
     """The render plan on this model, refusing resolutions it does not render."""
     if resolution not in spec.resolutions:
         raise InputError(f"{spec.name} does not render {resolution}.", input="resolution",
@@ -236,24 +244,20 @@ def plan_for(spec: Any, options: Any, resolution: str, aspect: str, duration: fl
                        size_multiple=spec.size_multiple, upscale_1080=upscale)
 
 
-def _family(spec: Any) -> dict:
-    from ..models.spec import family_defaults
-
+def _family(spec: ModelSpec) -> dict:
     return family_defaults(spec.family)
 
 
-def sampling(spec: Any, preset_name: str, style: StyleDirection | None, steps: Any,
-             guidance: Any) -> tuple[int, float, dict]:
+def sampling(spec: ModelSpec, preset_name: str, style: StyleDirection | None, steps: object,
+             guidance: object) -> tuple[int, float, dict]:
     """Steps and guidance: the sampler's own non-zero value, else the style's, the preset's, the model's."""
-    from ..models.spec import preset
-
-    chosen = preset(preset_name)
+    chosen = sampling_preset(preset_name)
     defaults = style.defaults if style else {}
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for name, given, model_default in (("steps", steps, spec.default_steps),
-                                       ("guidance", guidance, spec.default_guidance)):
-        for source, value in (("input", given), ("style", defaults.get(name)), ("preset", chosen.get(name)),
+    for name, given, preset_value, model_default in (("steps", steps, chosen.steps, spec.default_steps),
+                                                     ("guidance", guidance, chosen.guidance, spec.default_guidance)):
+        for source, value in (("input", given), ("style", defaults.get(name)), ("preset", preset_value),
                               ("model", model_default)):
             if value not in (None, 0, 0.0):
                 values[name], sources[name] = value, source
@@ -312,24 +316,19 @@ def check_frames_input(value: Any, plan: RenderPlan, name: str) -> np.ndarray | 
     return np.ascontiguousarray(np.clip(frames, 0.0, 1.0), dtype=np.float32)
 
 
-def parse_camera(prompt: str, style: StyleDirection | None, refs: ReferenceSet) -> Any:
+def parse_camera(prompt: str, style: StyleDirection | None, refs: ReferenceSet) -> ShotCamera:
     """The camera path of the shot (the style's camera habit applies when the prompt names none)."""
-    from ..engine.camera.path import parse_shot_for
-
-    return parse_shot_for(prompt, refs, default_camera=style.camera if style else "")
+    return shot_camera(prompt, style.camera if style else "", refs)
 
 
-def plan_memory(handle: Any, spec: Any, plan: RenderPlan, references: int, guidance: float) -> Any:
+def plan_memory(handle: ModelHandle, spec: ModelSpec, plan: RenderPlan, references: int,
+                guidance: float) -> MemoryDecision:
     """The memory mode and CFG batching for this render; refuses a mode that cannot fit."""
-    from ..engine.memory_plan import decide
-
     options = handle.options
     if not spec.needs_weights or spec.arch is None:
         return decide(None, requested_mode=options.memory_mode, cfg_batching="off", free=0, accelerator=False,
                       width=plan.render_width, height=plan.render_height, frames=plan.frames,
                       references=references, dtype="fp32", vae_tiling=options.vae_tiling, guidance=guidance)
-    from ..models import diffusers_loading as loading
-
     device = host.torch_device()
     return decide(spec.arch, requested_mode=options.memory_mode, cfg_batching=options.cfg_batching,
                   free=loading.free_memory(device), accelerator=loading.is_accelerator(device),
@@ -338,7 +337,8 @@ def plan_memory(handle: Any, spec: Any, plan: RenderPlan, references: int, guida
                   guidance=guidance)
 
 
-def plan_parallel(handle: Any, spec: Any, plan: RenderPlan, references: int) -> tuple[Any, Layout, list[str]]:
+def plan_parallel(handle: ModelHandle, spec: ModelSpec, plan: RenderPlan,
+                  references: int) -> tuple[ModelHandle, Layout, list[str]]:
     """How this render spreads over the launched processes, with notes; refuses a layout that cannot split.
 
     ``parallel`` on in a single process renders as off (the handle returned says so).
@@ -364,7 +364,7 @@ def plan_parallel(handle: Any, spec: Any, plan: RenderPlan, references: int) -> 
     return handle, layout, []
 
 
-def parallel_alternatives(spec: Any, options: Any, plan: RenderPlan) -> list[tuple[str, RenderPlan]]:
+def parallel_alternatives(spec: ModelSpec, options: LoadOptions, plan: RenderPlan) -> list[tuple[str, RenderPlan]]:
     """Nearby renders to suggest when a layout does not split: other durations first, then other resolutions."""
     seconds = sorted((MIN_SECONDS + 0.25 * i for i in range(int((MAX_SECONDS - MIN_SECONDS) / 0.25) + 1)),
                      key=lambda s: abs(s - plan.requested_seconds))
@@ -400,7 +400,7 @@ def collect_warnings(job: Job) -> list[str]:
         warnings.append(f"{plan.width}x{plan.height}: {plan.strategy}.")
     for role in job.composed.skipped_roles:
         warnings.append(f"the {role} reference is not pasted by {spec.name}; it is given as text in the prompt.")
-    unknown = list(getattr(job.camera, "unknown", ()) or ())
+    unknown = list(job.camera.unknown)
     if unknown:
         warnings.append(f"camera words not understood (left out): {', '.join(unknown)}.")
     warnings.extend(_preset_warnings(options))
@@ -409,19 +409,17 @@ def collect_warnings(job: Job) -> list[str]:
     return warnings
 
 
-def _preset_warnings(options: Any) -> list[str]:
-    from ..models.spec import preset
-
-    wanted = preset(options.preset).get("lora")
-    if not wanted:
+def _preset_warnings(options: LoadOptions) -> list[str]:
+    wanted = sampling_preset(options.preset).lora
+    if wanted is None:
         return []
     lora = options.lora.lower()
     if lora == "none":
         return [f"the '{options.preset}' preset is made for a step-distillation LoRA, and none is loaded: "
                 "expect a blurry clip. Choose the LoRA in the loader."]
-    if not any(h in lora for h in wanted.get("hints", [])):
+    if not any(h in lora for h in wanted.hints):
         return [f"the LoRA '{options.lora}' does not look like a step-distillation LoRA "
-                f"(expected a name with {', '.join(wanted['hints'])})."]
+                f"(expected a name with {', '.join(wanted.hints)})."]
     return []
 
 
@@ -459,7 +457,7 @@ def run(job: Job) -> Generation:
     return Generation(frames=frames, fps=job.plan.fps, info=info)
 
 
-def _reserve(job: Job) -> Any:
+def _reserve(job: Job) -> CreditHold | None:
     if job.budget is None:
         return None
     running = host.current_execution()
@@ -468,7 +466,7 @@ def _reserve(job: Job) -> Any:
                               node_id=running.node_id)
 
 
-def _commit(reservation: Any, info: dict, wall: float) -> None:
+def _commit(reservation: CreditHold, info: dict, wall: float) -> None:
     """Charge the finished clip. A ledger that cannot be written (locked for too long) does not cost
     the user the clip: the failure is logged and noted in the info, and the hold lapses at its expiry."""
     peak = (info.get("peak_memory") or {}).get("vram_bytes")
@@ -481,9 +479,7 @@ def _commit(reservation: Any, info: dict, wall: float) -> None:
         info.setdefault("warnings", []).append(f"credits not charged: {exc}")
 
 
-def _render(job: Job, backend: Any) -> Any:
-    from ..models.backend import RenderRequest
-
+def _render(job: Job, backend: VideoBackend) -> RenderResult:
     with host.Progress(job.steps, f"RefVideo {job.spec.name}") as progress:
         def on_step(done: int, total: int) -> None:
             progress.total = max(int(total), 1)
@@ -515,7 +511,7 @@ def check_output(frames: Any, plan: RenderPlan) -> np.ndarray:
     return np.clip(array, 0.0, 1.0, out=array)
 
 
-def _release(reservation: Any, exc: BaseException) -> None:
+def _release(reservation: CreditHold | None, exc: BaseException) -> None:
     """Give the reserved credits back; a failure to do so is logged, never hides ``exc``."""
     if reservation is None:
         return
@@ -538,14 +534,10 @@ def _as_generation_error(exc: BaseException) -> GenerationError:
 
 
 def _free_after_interrupt() -> None:
-    from ..models import diffusers_loading as loading
-
     loading.release_after_interrupt()
 
 
 def _release_models() -> None:
-    from ..models import diffusers_loading as loading
-
     loading.CACHE.release()
 
 

@@ -24,6 +24,7 @@ from ..engine.library import optional_name, report_line
 from ..engine.references.images import (
     NONE,
     LoadedImage,
+    composite_over_white,
     from_uint8,
     read_image_file,
     read_image_socket,
@@ -244,7 +245,7 @@ def preview_batch(refset: ReferenceSet) -> tuple[np.ndarray, np.ndarray]:
             image = from_uint8(np.asarray(Image.fromarray(to_uint8(image)).resize(size, Image.Resampling.LANCZOS)))
             mask = from_uint8(np.asarray(Image.fromarray(to_uint8(mask)).resize(size, Image.Resampling.BILINEAR)))
         window = (i, slice(top, top + size[1]), slice(left, left + size[0]))
-        images[window] = image * mask[..., None] + (1.0 - mask[..., None])
+        images[window] = composite_over_white(image, mask)
         masks[window] = mask
     return images, masks
 

@@ -26,11 +26,12 @@ from ..engine.storage import read_json
 from ..engine.video.manifest import parse_generation_info
 from . import model_folder
 from .diffusers_loading import PipelineCache
+from .family import TINY_RANDOM
+from .registry import AUDIO_PIPELINE_CLASSES, discover_audio, list_audio_models
 
 log = logging.getLogger("refvideo")
 
-TINY_RANDOM = "tiny-random"
-PIPELINE_CLASS = "StableAudioPipeline"
+PIPELINE_CLASS = AUDIO_PIPELINE_CLASSES[0]
 WEIGHT_COMPONENTS = ("transformer", "vae", "text_encoder", "projection_model")
 EXPECTED_FILES = (
     "model_index.json",
@@ -71,19 +72,9 @@ TINY_CONFIG: dict[str, Any] = {
 # --------------------------------------------------------------------------- finding models
 
 
-def discover() -> dict[str, Path]:
-    """``{name: folder}`` of the StableAudioPipeline folders in the diffusers model folders."""
-    found: dict[str, Path] = {}
-    for root in host.model_dirs("diffusers"):
-        for name, folder in model_folder.pipeline_folders(root):
-            if name not in found and model_folder.pipeline_class(folder) == PIPELINE_CLASS:
-                found[name] = folder
-    return found
-
-
 def model_names() -> list[str]:
-    """The node's ``model`` combo: ``tiny-random``, then the discovered audio model folders."""
-    return [TINY_RANDOM, *[n for n in discover() if n != TINY_RANDOM]]
+    """The node's ``model`` combo (the registry lists the audio models as it lists the video ones)."""
+    return list_audio_models()
 
 
 def resolve(name: str) -> Path | None:
@@ -91,7 +82,7 @@ def resolve(name: str) -> Path | None:
     if name == TINY_RANDOM:
         return None
     folders = host.model_dirs("diffusers")
-    folder = discover().get(name)
+    folder = discover_audio().get(name)
     if folder is None:
         candidate = model_folder.entry_in(folders, name, input_name="model")
         if candidate is not None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
+from ..engine.camera.path import ShotCamera
 from ..engine.references.reference import ReferenceSet
 from ..engine.sizes import RenderPlan
 from ..engine.style import StyleDirection
@@ -34,7 +34,7 @@ class RenderRequest:
     style: StyleDirection | None = None
     first_frames: np.ndarray | None = None  # [F, H, W, 3] float32, at the plan's delivered size
     control_video: np.ndarray | None = None  # [plan.frames, H, W, 3] float32
-    camera: Any = None  # the parsed camera path, when the camera grammar produced one
+    camera: ShotCamera | None = None  # the shot's camera path (the sampler always passes it)
     on_step: Callable[[int, int], None] | None = None  # progress + interrupt check per step
 
 

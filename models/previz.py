@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from ..engine.camera.path import parse_shot_for
+from ..engine.camera.path import shot_camera
 from ..engine.previz.render import render_animatic
 from .backend import RenderRequest, RenderResult, VideoBackend
 
@@ -34,9 +34,9 @@ class PrevizBackend(VideoBackend):
         plan = request.plan
         camera = request.camera
         own_camera = camera is None
-        if own_camera:
-            default = request.style.camera if request.style is not None else ""
-            camera = parse_shot_for(request.prompt, request.references, default_camera=default)
+        if camera is None:
+            camera = shot_camera(request.prompt, request.style.camera if request.style is not None else "",
+                                 request.references)
         started = time.perf_counter()
         animatic = render_animatic(
             request.references, camera,

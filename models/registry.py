@@ -16,9 +16,11 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from types import ModuleType
 
 from ..engine import host
 from ..engine.errors import ModelNotFound
@@ -33,6 +35,7 @@ log = logging.getLogger("refvideo")
 
 BUILTIN: tuple[str, ...] = (PREVIZ, TINY_RANDOM)
 FAMILY_MODULES: tuple[str, ...] = ("wan_vace",)
+AUDIO_PIPELINE_CLASSES: tuple[str, ...] = ("StableAudioPipeline",)  # run by models/audio.py
 AUTO_TARGET = "auto"  # previz planned like Wan: 16 fps, 4k+1 frames
 PREVIZ_SIZE_MULTIPLE = 2  # any even size: previz draws 1080p directly
 LORA_SUFFIX = ".safetensors"
@@ -68,23 +71,38 @@ def model_roots() -> list[Path]:
     return roots
 
 
-def discover() -> dict[str, Path]:
-    """``{name: folder}`` of the supported pipeline folders found in :func:`model_roots`."""
+def _pipelines(roots: list[Path], wanted: Callable[[str | None], bool]) -> dict[str, Path]:
+    """``{name: folder}`` of the pipeline folders under ``roots`` whose pipeline class is ``wanted``."""
     models: dict[str, Path] = {}
-    for root in model_roots():
+    for root in roots:
         for name, folder in model_folder.pipeline_folders(root):
             if name in models or name in BUILTIN:
                 continue
-            if family_for(model_folder.pipeline_class(folder)) is None:
-                log.debug("RefVideo: %s is not a supported pipeline; not listed.", folder)
+            if not wanted(model_folder.pipeline_class(folder)):
+                log.debug("RefVideo: %s is not a supported pipeline here; not listed.", folder)
                 continue
             models[name] = folder
     return models
 
 
+def discover() -> dict[str, Path]:
+    """``{name: folder}`` of the supported video pipeline folders found in :func:`model_roots`."""
+    return _pipelines(model_roots(), lambda class_name: family_for(class_name) is not None)
+
+
 def list_models() -> list[str]:
     """The loader's combo: ``previz``, ``tiny-random``, then the discovered model folders."""
     return [*BUILTIN, *discover()]
+
+
+def discover_audio() -> dict[str, Path]:
+    """``{name: folder}`` of the audio pipeline folders (Stable Audio) in the diffusers model folders."""
+    return _pipelines(host.model_dirs("diffusers"), lambda class_name: class_name in AUDIO_PIPELINE_CLASSES)
+
+
+def list_audio_models() -> list[str]:
+    """The audio node's combo: ``tiny-random``, then the discovered audio model folders."""
+    return [TINY_RANDOM, *discover_audio()]
 
 
 def match_targets(models: list[str] | None = None) -> list[str]:
@@ -150,7 +168,7 @@ class ModelHandle:
     def lora(self) -> Path | None:
         return lora_path(self.options.lora)
 
-    def with_options(self, **changes) -> ModelHandle:
+    def with_options(self, **changes: object) -> ModelHandle:
         return ModelHandle(self.name, self.folder, self.options.with_(**changes), self.family)
 
     def backend(self) -> VideoBackend:
@@ -167,7 +185,7 @@ class ModelHandle:
         return fam.load(self)
 
 
-def _import_previz():
+def _import_previz() -> ModuleType:
     try:
         return importlib.import_module(".previz", __package__)
     except ModuleNotFoundError as exc:

@@ -9,7 +9,10 @@ plain data: reading them never imports torch.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
+from functools import cache
+from typing import Any
 
 from ..engine.errors import InputError
 from ..engine.memory_plan import ArchFacts
@@ -75,7 +78,7 @@ class LoadOptions:
             if value not in allowed:
                 raise InputError(f"'{value}' is not a valid choice.", input=name,
                                  fix=f"Choose one of {', '.join(allowed)}.")
-        preset(self.preset)
+        sampling_preset(self.preset)
         if self.attention not in attention_names():
             raise InputError(f"'{self.attention}' is not an attention backend.", input="attention",
                              fix=f"Choose one of {', '.join(attention_names())}.")
@@ -107,9 +110,66 @@ def preset_names() -> list[str]:
     return list(presets_data()["presets"])
 
 
-def preset(name: str) -> dict:
+@dataclass(frozen=True)
+class SchedulerChoice:
+    """A diffusers scheduler class and its flow shift: one number, or one per resolution."""
+
+    class_name: str
+    flow_shift: float | Mapping[str, float] | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> SchedulerChoice | None:
+        return cls(data["class"], data.get("flow_shift")) if data else None
+
+    def shift_for(self, resolution: str) -> float | None:
+        """The flow shift at ``resolution`` (a per-resolution table falls back to its first entry)."""
+        shift = self.flow_shift
+        if isinstance(shift, Mapping):
+            shift = shift.get(resolution, next(iter(shift.values())))
+        return float(shift) if shift is not None else None
+
+
+@dataclass(frozen=True)
+class LoraAdvice:
+    """The LoRA a preset is made for: its file name holds one of ``hints``; ``strength`` is suggested."""
+
+    hints: tuple[str, ...]
+    strength: float = 1.0
+
+
+@dataclass(frozen=True)
+class SamplingPreset:
+    """A sampling preset of the loader: the sampler's default steps, guidance and scheduler.
+
+    ``steps``/``guidance`` None: the model's own default; ``scheduler`` None: the family's.
+    """
+
+    name: str
+    label: str
+    description: str
+    steps: int | None = None
+    guidance: float | None = None
+    scheduler: SchedulerChoice | None = None
+    lora: LoraAdvice | None = None
+
+    @classmethod
+    def from_dict(cls, name: str, data: Mapping[str, Any]) -> SamplingPreset:
+        lora = data.get("lora")
+        return cls(name=name, label=data.get("label", name), description=data.get("description", ""),
+                   steps=data.get("steps"), guidance=data.get("guidance"),
+                   scheduler=SchedulerChoice.from_dict(data.get("scheduler")),
+                   lora=LoraAdvice(tuple(lora.get("hints", ())), float(lora.get("strength", 1.0))) if lora else None)
+
+
+@cache
+def sampling_presets() -> dict[str, SamplingPreset]:
+    """Every sampling preset of ``engine/data/presets.json``, in file order."""
+    return {name: SamplingPreset.from_dict(name, data) for name, data in presets_data()["presets"].items()}
+
+
+def sampling_preset(name: str) -> SamplingPreset:
     """One sampling preset, or a clear error naming the valid ones."""
-    presets = presets_data()["presets"]
+    presets = sampling_presets()
     if name not in presets:
         raise InputError(f"'{name}' is not a preset.", input="preset", fix=f"Choose one of {', '.join(presets)}.")
     return presets[name]

@@ -31,7 +31,7 @@ from . import diffusers_loading as loading
 from .backend import RenderRequest, RenderResult, VideoBackend
 from .family import ChosenModel, PipelineFamily
 from .model_folder import fingerprint, parameter_counts, read_config
-from .spec import LoadOptions, ModelSpec, family_defaults, preset
+from .spec import LoadOptions, ModelSpec, SchedulerChoice, family_defaults, sampling_preset
 
 PIPELINE_CLASS = "WanVACEPipeline"
 WEIGHT_COMPONENTS = ("text_encoder", "transformer", "vae")
@@ -288,13 +288,11 @@ def deliver(frames: np.ndarray, plan: RenderPlan) -> np.ndarray:
 
 def scheduler_choice(preset_name: str, family: str, resolution: str) -> dict | None:
     """The scheduler a preset (else the family) asks for, with its flow shift for ``resolution``."""
-    choice = preset(preset_name).get("scheduler") or family_defaults(family).get("scheduler")
-    if not choice:
+    choice = (sampling_preset(preset_name).scheduler
+              or SchedulerChoice.from_dict(family_defaults(family).get("scheduler")))
+    if choice is None:
         return None
-    shift = choice.get("flow_shift")
-    if isinstance(shift, dict):
-        shift = shift.get(resolution, next(iter(shift.values())))
-    return {"class": choice["class"], "flow_shift": float(shift) if shift is not None else None}
+    return {"class": choice.class_name, "flow_shift": choice.shift_for(resolution)}
 
 
 def set_scheduler(pipe: Any, preset_name: str, family: str, resolution: str) -> dict:

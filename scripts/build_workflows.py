@@ -516,20 +516,11 @@ def api_workflow(workflow: Workflow, classes: dict[str, type]) -> dict[str, dict
 
 
 def _execution_order(workflow: Workflow) -> list[int]:
-    done: list[int] = []
+    from refvideo.headless.graph import dependency_order
+
     by_id = {n.id: n for n in workflow.nodes}
-
-    def visit(node_id: int) -> None:
-        if node_id in done:
-            return
-        for value in by_id[node_id].values.values():
-            if isinstance(value, Out):
-                visit(value.node)
-        done.append(node_id)
-
-    for node_id in sorted(by_id):
-        visit(node_id)
-    return done
+    return dependency_order(sorted(by_id), lambda node_id: [v.node for v in by_id[node_id].values.values()
+                                                             if isinstance(v, Out)])
 
 
 def _bounding(nodes: Iterable[Node]) -> list[int]:

@@ -48,10 +48,10 @@ STRIPS = (  # file stem, prompt, render pass
 def strip(refs, prompt: str, output: str, size: tuple[int, int] = FRAME, frames: int = FRAMES, fps: float = FPS,
           gap: int = 2) -> Image.Image:
     """Five frames of the shot, evenly spaced from the first to the last, side by side."""
-    from refvideo.engine.camera.path import parse_shot_for
+    from refvideo.engine.camera.path import shot_camera
     from refvideo.engine.previz.render import render_animatic
 
-    camera = parse_shot_for(prompt, refs)
+    camera = shot_camera(prompt, "", refs)
     if camera.action_unknown or camera.unknown:
         raise SystemExit(f"'{prompt}': not understood: {camera.action_unknown + camera.unknown}")
     drawn = render_animatic(refs, camera, size=size, frames=frames, fps=fps, output=output).frames

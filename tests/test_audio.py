@@ -29,6 +29,7 @@ def install(saved_tiny, home, name="stable-audio-tiny"):
     return target
 
 
+@pytest.mark.slow
 def test_tiny_random_makes_clip_length_noise_and_says_so():
     made = audio.generate(audio.TINY_RANDOM, "rain on a tin roof", 0.5625, seed=3)
     assert made.samples.shape == (2, 9000) and made.sample_rate == 16000 and made.pieces == 1
@@ -39,6 +40,7 @@ def test_tiny_random_makes_clip_length_noise_and_says_so():
     assert np.array_equal(made.samples, again.samples) and not np.allclose(made.samples, other.samples)
 
 
+@pytest.mark.slow
 def test_long_clips_are_made_in_overlapping_crossfaded_pieces():
     made = audio.generate(audio.TINY_RANDOM, "wind", 3.0, seed=1)
     model = audio.load(audio.TINY_RANDOM)
@@ -60,6 +62,7 @@ def test_crossfade_is_equal_power_and_covers_every_sample():
     assert audio.piece_starts(total=90, window=100, overlap=20) == [0]
 
 
+@pytest.mark.slow
 def test_a_model_folder_is_discovered_and_loaded_offline(saved_tiny, refvideo_home):
     install(saved_tiny, refvideo_home)
     assert audio.model_names() == [audio.TINY_RANDOM, "stable-audio-tiny"]

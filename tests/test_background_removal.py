@@ -85,6 +85,7 @@ def test_rembg_layout_under_u2net_home_is_found(tmp_path, monkeypatch, no_u2net_
     assert find_model_file("silueta") == nested / "silueta.onnx"
 
 
+@pytest.mark.slow
 def test_u2netp_cuts_out_the_synthetic_character(u2net_home, monkeypatch, no_u2net_home):
     monkeypatch.setenv("U2NET_HOME", str(u2net_home))
     image = as_float(character(384, 512))
@@ -99,6 +100,7 @@ def test_u2netp_cuts_out_the_synthetic_character(u2net_home, monkeypatch, no_u2n
     assert iou(two, character_mask(512, 384, positions=TWO)) > REMBG_IOU
 
 
+@pytest.mark.slow
 def test_load_reference_set_uses_the_rembg_matte(u2net_home, monkeypatch, no_u2net_home):
     monkeypatch.setenv("U2NET_HOME", str(u2net_home))
     host.input_dir().mkdir(parents=True)

@@ -212,10 +212,10 @@ CAST = ReferenceSet((Reference(np.zeros((8, 8, 3), np.float32), np.ones((8, 8), 
 
 
 def actions(text: str) -> list[tuple]:
-    from refvideo.engine.camera.path import parse_shot_for
+    from refvideo.engine.camera.path import shot_camera
 
     return [(a.kind, a.actor, a.target, a.origin, a.prop, a.channel, a.level)
-            for a in parse_shot_for(text, CAST).actions]
+            for a in shot_camera(text, "", CAST).actions]
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -245,26 +245,26 @@ def test_each_action_is_read(text, expected):
 
 
 def test_actions_and_camera_share_one_timeline():
-    from refvideo.engine.camera.path import parse_shot_for
+    from refvideo.engine.camera.path import shot_camera
 
-    shot = parse_shot_for("Mara walks to the right, then turns to face the camera as the camera dollies in.", CAST)
+    shot = shot_camera("Mara walks to the right, then turns to face the camera as the camera dollies in.", "", CAST)
     walk, turn = shot.actions
     (dolly,) = shot.moves
     assert walk.end == pytest.approx(turn.start) == pytest.approx(dolly.start)  # "then" orders, "as" runs together
-    enter, walk = parse_shot_for("Mara enters from the left and walks towards the camera.", CAST).actions
+    enter, walk = shot_camera("Mara enters from the left and walks towards the camera.", "", CAST).actions
     assert enter.start == 0.0 and enter.end == pytest.approx(walk.start) and walk.end == pytest.approx(1.0)
-    side = parse_shot_for("Mara walks to the right. Slow pan left.", CAST)  # an action sentence beside a camera one
+    side = shot_camera("Mara walks to the right. Slow pan left.", "", CAST)  # an action sentence beside a camera one
     assert side.actions[0].start == side.moves[0].start == 0.0
-    quick = parse_shot_for("Mara suddenly turns to face the camera", CAST).actions[0]
-    slow = parse_shot_for("Mara slowly turns to face the camera", CAST).actions[0]
+    quick = shot_camera("Mara suddenly turns to face the camera", "", CAST).actions[0]
+    slow = shot_camera("Mara slowly turns to face the camera", "", CAST).actions[0]
     assert quick.end - quick.start < 0.5 * (slow.end - slow.start) and quick.easing == "ease_out"
     assert shot.describe()["actions"][0]["kind"] == "walk"
 
 
 def test_action_words_that_cannot_be_drawn_are_reported_apart_from_the_camera():
-    from refvideo.engine.camera.path import parse_shot_for
+    from refvideo.engine.camera.path import shot_camera
 
-    shot = parse_shot_for("Mara dances. She walks to the lighthouse. She raises her hand. Slow dolly in.", CAST)
+    shot = shot_camera("Mara dances. She walks to the lighthouse. She raises her hand. Slow dolly in.", "", CAST)
     assert shot.action_unknown == ("mara dances", "walks to the lighthouse", "raises her hand")
     assert shot.unknown == () and [m.kind for m in shot.moves] == ["dolly"] and shot.actions == ()
     assert shot.describe()["action_unknown"] == list(shot.action_unknown)

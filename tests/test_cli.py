@@ -101,6 +101,7 @@ def refvideo(*argv: str, env_extra: dict | None = None, prelude: str = "") -> su
                             text=True, env=env)
 
 
+@pytest.mark.slow
 def test_run_succeeds_with_exit_0_and_lists_its_files(tmp_path, capsys):
     out_dir = tmp_path / "renders"
     code, out, _ = cli(capsys, "run", DEMO, "--set", "3.resolution=144p", "--set", "4.filename_prefix=cli/test",
@@ -116,6 +117,7 @@ def test_run_succeeds_with_exit_0_and_lists_its_files(tmp_path, capsys):
     assert code == 0 and Path(out.strip()).is_file()
 
 
+@pytest.mark.slow
 def test_a_missing_optional_package_fails_the_run_with_exit_1_naming_it(tmp_path):
     proc = refvideo("run", DEMO, "--set", "2.model=tiny-random", "--set", "3.resolution=144p", "--json",
                     "--output-dir", str(tmp_path), env_extra={"REFVIDEO_HOME": str(tmp_path / "home")},
@@ -128,6 +130,7 @@ def test_a_missing_optional_package_fails_the_run_with_exit_1_naming_it(tmp_path
     assert not list(tmp_path.rglob("*.mp4"))
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_with_exit_130_and_no_output(tmp_path):
     out_dir = tmp_path / "renders"
     proc = refvideo("run", DEMO, "--set", "3.resolution=1080p", "--set", "3.duration=8", "--output-dir",

@@ -110,6 +110,7 @@ def steps_seen():
     return seen, remove
 
 
+@pytest.mark.slow
 def test_sampler_success_commits_the_clip_with_its_generation_info():
     handle, refs, budget = tiny_setup(210)  # a 144p clip: 840 x 0.25
     frames, fps, info = sample(handle, refs, budget, "run-1")["result"]
@@ -124,6 +125,7 @@ def test_sampler_success_commits_the_clip_with_its_generation_info():
     assert shared_ledger().balance().balance == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", ["failure", "interrupt"])
 def test_sampler_failure_and_interrupt_release_the_credits(stop):
     from refvideo.engine import host

@@ -47,6 +47,7 @@ def test_a_lora_for_another_model_is_refused(refvideo_home, tmp_path):
     assert err.value.input == "lora"
 
 
+@pytest.mark.slow
 def test_the_cache_keeps_one_pipeline_and_releases_the_previous():
     loading.CACHE.release()
     first = loading.load_cached("a", lambda: loading.LoadedPipeline(tiny_random.build_pipeline(), CPU, "fp32",

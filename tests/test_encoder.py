@@ -290,12 +290,12 @@ def test_a_full_disk_gives_a_clear_error_and_no_partial_file(tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (40000, 40000))  # writes past 40 kB fail like a full disk
         from refvideo.engine import host
         from refvideo.engine.video import encoder
-        from refvideo.engine.errors import StorageError
+        from refvideo.engine.errors import WriteFailed
         host.set_progress_bars(False)
         noise = np.random.default_rng(0).random((24, 128, 128, 3), dtype=np.float32)
         try:
             encoder.encode_video(noise, 16.0, {str(tmp_path / "out" / "full.mp4")!r}, speed="ultrafast")
-        except StorageError as exc:
+        except WriteFailed as exc:
             print(type(exc).__name__, "exit", str(exc.exit_code) + ":", exc)
     """)
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}

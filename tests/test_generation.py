@@ -50,6 +50,7 @@ def nothing_loaded_before():
     yield
 
 
+@pytest.mark.slow
 def test_a_clip_with_its_info_and_progress():
     seen: list[tuple[int, int]] = []
     remove = host.add_progress_listener(lambda desc, value, total: seen.append((value, total)))
@@ -71,6 +72,7 @@ def test_a_clip_with_its_info_and_progress():
     assert any("test model" in w for w in info["warnings"])
 
 
+@pytest.mark.slow
 def test_same_seed_same_clip_other_seed_other_clip():
     first = generate(inputs(seed=11)).frames
     np.testing.assert_array_equal(first, generate(inputs(seed=11)).frames)
@@ -81,6 +83,7 @@ def test_same_seed_same_clip_other_seed_other_clip():
     (ReferenceSet((reference(), reference("environment", "harbour", 3))), 2, []),
     (THREE, 2, ["style"]),
 ])
+@pytest.mark.slow
 def test_two_and_three_references(refs, pasted, skipped):
     result = generate(inputs(references=refs, guidance=1.0))
     assert result.frames.shape == (21, 144, 144, 3)
@@ -99,6 +102,7 @@ def test_preset_style_and_input_steps_in_that_order():
     assert any("step-distillation LoRA" in w for w in job.warnings)
 
 
+@pytest.mark.slow
 def test_a_previz_animatic_steers_the_model_frame_for_frame():
     previz = registry.resolve("previz", LoadOptions(match_frames_of="tiny-random"))
     animatic = generate(inputs(model=previz))
@@ -109,6 +113,7 @@ def test_a_previz_animatic_steers_the_model_frame_for_frame():
     assert (result.info["first_frames"], result.info["control_video"]) == (4, 21)
 
 
+@pytest.mark.slow
 def test_first_frames_and_control_video_reach_the_model():
     plain = generate(inputs(guidance=1.0)).frames
     control = np.random.default_rng(3).random((21, 144, 144, 3), dtype=np.float32)
@@ -170,6 +175,7 @@ def test_bad_input_is_refused_before_any_work(field, change):
     assert [e.kind for e in shared_ledger().history()] == ["topup"]  # nothing was reserved
 
 
+@pytest.mark.slow
 def test_interrupt_mid_run_releases_credits_and_returns_nothing():
     ledger = shared_ledger()
     ledger.topup("default", 5000)
@@ -191,6 +197,7 @@ def test_interrupt_mid_run_releases_credits_and_returns_nothing():
     assert ledger.balance().balance == 5000 and ledger.balance().held == 0
 
 
+@pytest.mark.slow
 def test_a_budget_is_charged_once_when_the_clip_exists():
     ledger = shared_ledger()
     ledger.topup("default", 5000)
@@ -242,6 +249,7 @@ def test_output_is_clipped_to_0_1_even_when_read_only():
     assert frames.min() == -0.5  # a read-only input is copied, never written
 
 
+@pytest.mark.slow
 def test_sampler_node_returns_image_fps_and_json_info():
     out = RefVideoSampler().sample(model=registry.resolve("tiny-random"), references=ONE, prompt=PROMPT, seed=3,
                                    guidance=1.0, resolution="144p", aspect="1:1")
@@ -250,12 +258,14 @@ def test_sampler_node_returns_image_fps_and_json_info():
     assert json.loads(info)["model"] == "tiny-random" and "21 frames 144x144" in out["ui"]["text"][0]
 
 
+@pytest.mark.slow
 def test_keep_loaded_off_frees_the_pipeline_after_the_clip():
     handle = registry.resolve("tiny-random", LoadOptions(keep_loaded=False))
     generate(inputs(model=handle, guidance=1.0, steps=1))
     assert diffusers_loading.CACHE.current() is None
 
 
+@pytest.mark.slow
 def test_an_api_workflow_with_a_budget_renders_and_charges_once(tmp_path):
     """LoadReferenceSet -> CreditMeter -> RefVideoModelLoader -> RefVideoSampler -> VideoEncode, in-process."""
     from refvideo import NODE_CLASS_MAPPINGS

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from refvideo.engine.credits.ledger import Ledger
-from refvideo.engine.errors import StorageError
+from refvideo.engine.errors import StorageError, WriteFailed
 from test_ledger import assert_consistent
 
 # One script, several roles; it prints one line per event so the test can follow it.
@@ -60,6 +60,7 @@ def worker(role: str, path: Path, *args: object) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_eight_processes_spending_at_once_never_overspend(tmp_path):
     path = tmp_path / "ledger.sqlite3"
     ledger = Ledger(path)
@@ -81,6 +82,7 @@ def test_eight_processes_spending_at_once_never_overspend(tmp_path):
     assert_consistent(ledger)
 
 
+@pytest.mark.slow
 def test_a_process_killed_between_reserve_and_commit_is_released_on_the_next_start(tmp_path):
     path = tmp_path / "ledger.sqlite3"
     Ledger(path).topup("default", 840 * 3)
@@ -109,6 +111,7 @@ def test_a_process_killed_between_reserve_and_commit_is_released_on_the_next_sta
             proc.communicate()
 
 
+@pytest.mark.slow
 def test_a_crash_mid_writing_loses_no_committed_entry(tmp_path):
     path = tmp_path / "ledger.sqlite3"
     Ledger(path)
@@ -131,7 +134,7 @@ def test_a_locked_ledger_gives_a_clear_error_and_loses_nothing(tmp_path):
         assert holder.stdout.readline().strip() == "locked"
         ledger = Ledger(path, timeout=0.2, release_orphans=False)
         started = time.monotonic()
-        with pytest.raises(StorageError) as info:
+        with pytest.raises(WriteFailed) as info:
             ledger.topup("default", 100)
         assert time.monotonic() - started < 5
         assert "is locked by another program" in str(info.value) and "Nothing was changed" in str(info.value)

@@ -287,6 +287,7 @@ def test_previz_runs_without_torch(tmp_path):
     assert done.stdout.strip().endswith("(5, 36, 64, 3) False")
 
 
+@pytest.mark.slow
 def test_demo_workflow_renders_an_mp4_with_the_camera_in_its_manifest():
     """The API demo runs in-process on the bundled samples (at 144p here, to stay fast)."""
     import av

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from refvideo.engine.camera.path import parse_shot_for
+from refvideo.engine.camera.path import shot_camera
 from refvideo.engine.errors import InputError
 from refvideo.engine.previz.action import Motion
 from refvideo.engine.previz.blocking import block_scene, blocking_data
@@ -46,7 +46,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def draw(prompt: str, output: str = "animatic", refs: ReferenceSet = SCENE, frames: int = 13) -> np.ndarray:
     """``frames`` frames at 256x144 of ``prompt`` read against ``refs``, in the given pass."""
-    camera = parse_shot_for(prompt, refs)
+    camera = shot_camera(prompt, "", refs)
     return render_animatic(refs, camera, size=(256, 144), frames=frames, fps=4.0, output=output).frames
 
 
@@ -66,7 +66,7 @@ def test_a_walk_bobs_and_keeps_its_depth():
     masks = [red_mask(f) for f in frames]
     heights = np.array([np.flatnonzero(m.any(axis=1)).size for m in masks], np.float32)
     assert np.ptp(heights) <= 0.1 * heights.mean()  # same depth: about the same size (off-axis a little smaller)
-    camera = parse_shot_for("Mara walks to the right.", SCENE)
+    camera = shot_camera("Mara walks to the right.", "", SCENE)
     motion = Motion(block_scene(SCENE), camera.actions, aspect=16 / 9, focal=1.4, widths=[0.4, 0.9],
                     settings=blocking_data()["action"])
     ys = np.array([motion.figures(t)[0].body.y for t in np.linspace(0, 1, 401)])
@@ -213,5 +213,5 @@ def test_the_documented_strip_prompts_are_all_understood():
     strips = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(strips)
     for _, prompt, _ in strips.STRIPS:
-        shot = parse_shot_for(prompt, SCENE)
+        shot = shot_camera(prompt, "", SCENE)
         assert shot.actions and not shot.action_unknown and not shot.unknown, prompt

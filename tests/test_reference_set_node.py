@@ -64,6 +64,7 @@ def test_schema_has_the_public_inputs_and_lists_files_samples_and_sets(inputs):
     assert validator_inputs(LoadReferenceSet) == {"save_as"}
 
 
+@pytest.mark.slow
 def test_a_workflow_run_outputs_the_set_preview_mask_and_report(inputs):
     _, text = run(image_2="grainy.png", role_2="prop", label_2="lamp", background_1="flat background")
     assert "warning [noise]" in text and '1. character "Mara"' in text
@@ -87,6 +88,7 @@ def test_an_image_socket_wins_over_its_file(inputs):
     assert np.array_equal(refs.references[0].image, socket[0].numpy())
 
 
+@pytest.mark.slow
 def test_save_then_load_by_name_gives_identical_tensors(inputs):
     saved = call(image_2="grainy.png", background_1="flat background", save_as="Mara sheet")
     assert "Saved as 'Mara sheet'" in saved[3]
@@ -150,6 +152,7 @@ def test_strict_turns_the_noise_warning_into_a_refusal(inputs):
     assert caught.value.to_dict()["input"] == "image_1" and "noisy" in str(caught.value)
 
 
+@pytest.mark.slow
 def test_runs_without_torch(inputs, tmp_path):
     """The previz demo runs on machines without torch: the node then returns numpy arrays."""
     site = Path(np.__file__).resolve().parent.parent

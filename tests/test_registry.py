@@ -48,6 +48,7 @@ def break_folder(root, name, edit):
     return folder
 
 
+@pytest.mark.slow
 def test_combo_order_and_discovery(models_dir):
     (models_dir / "not-a-model").mkdir()
     (models_dir / ".hidden").mkdir()
@@ -171,6 +172,7 @@ def test_loader_node_returns_a_lazy_handle_and_a_report(models_dir):
     assert "TEST ONLY" in tiny
 
 
+@pytest.mark.slow
 def test_saved_folder_loads_through_from_pretrained_and_matches_the_built_pipeline(models_dir):
     """The real loading path (from_pretrained, local files, safetensors) gives the same weights."""
     rng = np.random.default_rng(0)

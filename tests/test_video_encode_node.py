@@ -109,6 +109,7 @@ def test_comfyui_disable_metadata_is_respected(monkeypatch, tmp_path):
     assert not {"prompt", "workflow", "refvideo"} & set(tags)
 
 
+@pytest.mark.slow
 def test_a_video_object_can_be_saved_again_with_new_metadata(tmp_path):
     flow = workflow(audio=["3", 0])
     flow["3"] = {"class_type": "RefVideoAudio", "inputs": {"model": "tiny-random", "prompt": "wind", "frames": ["1", 0],

@@ -67,6 +67,7 @@ def test_conditioning_keeps_first_frames_and_repaints_the_rest():
     assert masks[:3] == [0] * 3 and masks[3:] == [255] * (SMALL.frames - 3)
 
 
+@pytest.mark.slow
 def test_delivery_crops_1088_and_upscales_720():
     crop = plan_render("1080p", "16:9", 5, fps=1.6, rule=WAN_FRAMES)
     frames = np.zeros((crop.frames, 1088, 1920, 3), np.float32)
@@ -92,6 +93,7 @@ def test_schedulers_follow_preset_and_resolution(backend):
     assert type(pipe.scheduler).__name__ == "UniPCMultistepScheduler" and pipe.scheduler.config.flow_shift == 3.0
 
 
+@pytest.mark.slow
 def test_frames_are_deterministic_and_never_include_the_references(backend):
     refs = [reference("character", seed=1), reference("prop", seed=2), reference("environment", (32, 48), 3)]
     steps: list[tuple[int, int]] = []
@@ -108,6 +110,7 @@ def test_frames_are_deterministic_and_never_include_the_references(backend):
     assert set(three.info) >= {"weights_fingerprint", "dtype", "scheduler", "loras", "timings", "peak_memory"}
 
 
+@pytest.mark.slow
 def test_batched_guidance_gives_the_same_clip(backend):
     refs = [reference()]
     plain = render(backend, refs, guidance=5.0)
@@ -118,6 +121,7 @@ def test_batched_guidance_gives_the_same_clip(backend):
     assert "forward" not in backend.loaded.pipe.transformer.__dict__  # the pairing was removed again
 
 
+@pytest.mark.slow
 def test_a_raising_step_callback_stops_the_render(backend):
     class Stop(Exception):
         pass

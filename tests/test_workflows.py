@@ -240,6 +240,7 @@ def one_file(files: dict[str, list[Path]], node: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stem, node, audio", [("single_shot", "5", False), ("shot_with_audio", "6", True)])
 def test_a_shot_renders_81_frames_and_stores_its_generation_info(stem, node, audio):
     files = run(stem, small(stem))
@@ -258,6 +259,7 @@ def test_a_shot_renders_81_frames_and_stores_its_generation_info(stem, node, aud
             assert abs(seconds - 81 / 16) < 0.1
 
 
+@pytest.mark.slow
 def test_the_1080p_shot_plans_1080p_and_runs():
     _, api = load_pair("shot_1080p")
     planned = {n["class_type"]: n["inputs"].get("resolution") for n in api.values()}
@@ -267,6 +269,7 @@ def test_the_1080p_shot_plans_1080p_and_runs():
     assert_thumbnail_shows("shot_1080p", frames)
 
 
+@pytest.mark.slow
 def test_continuity_three_shots_continue_and_join_seamlessly():
     workflow = load_workflow(WORKFLOWS / "api" / "continuity_three_shots.json")
     assert apply_overrides(workflow, small("continuity_three_shots"), NODE_CLASS_MAPPINGS) == []
@@ -291,6 +294,7 @@ def test_continuity_three_shots_continue_and_join_seamlessly():
     assert np.abs(joint - shots[0][-8:].astype(float)).mean() < 4.0
 
 
+@pytest.mark.slow
 def test_reference_sheet_saves_a_named_set_that_a_second_pass_may_replace():
     files = run("reference_sheet", [])
     assert len(files["2"]) == 3 and decode(files["2"][0].parent).shape[0] == 3
@@ -301,6 +305,7 @@ def test_reference_sheet_saves_a_named_set_that_a_second_pass_may_replace():
     assert first.references[2].mask.min() < 0.5 and second.references[2].mask.min() == 1.0
 
 
+@pytest.mark.slow
 def test_previz_then_diffusion_with_the_animatic_as_control_video():
     files = run("previz_to_diffusion", small("previz_to_diffusion"))
     animatic, clip = one_file(files, "4"), one_file(files, "7")

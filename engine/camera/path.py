@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from ..references.reference import Reference
 from .grammar import ActionDraft, CastMember, MoveDraft, Step, Vocabulary, read, vocabulary
 
 EASINGS: dict[str, Callable[[float], float]] = {
@@ -267,7 +268,16 @@ def parse_shot(text: str, *, default_camera: str = "", targets: Mapping[str, str
                       actions=actions, action_unknown=tuple(dict.fromkeys(reading.action_unknown)))
 
 
-def reference_targets(references) -> dict[str, str]:
+def shot_camera(prompt: str, camera_habit: str, references: Iterable[Reference]) -> ShotCamera:
+    """The camera path and the action of a shot: its prompt, the style's camera habit when the prompt
+    names no move, the references' labels as focus targets and as the cast the action names. The
+    sampler and previz both read the shot here."""
+    refs = list(references)
+    return parse_shot(prompt, default_camera=camera_habit, targets=reference_targets(refs),
+                      cast=reference_cast(refs))
+
+
+def reference_targets(references: Iterable[Reference]) -> dict[str, str]:
     """Focus targets named by a reference set's labels: characters are the subject, props the
     foreground, environments the background ("rack focus to Mara")."""
     by_role = {"character": "subject", "prop": "foreground", "environment": "background"}
@@ -279,12 +289,6 @@ def reference_targets(references) -> dict[str, str]:
             if target and not token.is_punctuation and len(token.text) > 2 and token.lemma not in vocab.fillers:
                 found.setdefault(token.lemma, target)
     return found
-
-
-def parse_shot_for(text: str, references, *, default_camera: str = "") -> ShotCamera:
-    """:func:`parse_shot` with the focus targets and the cast a reference set's labels name."""
-    return parse_shot(text, default_camera=default_camera, targets=reference_targets(references),
-                      cast=reference_cast(references))
 
 
 def reference_cast(references) -> dict[str, CastMember]:

@@ -13,13 +13,34 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from .. import host
 from ..errors import BudgetRefused
 from ..storage import validate_name
 from .ledger import DEFAULT_ACCOUNT, Balance, Ledger, Reservation, shared_ledger
 from .pricing import LEDGER_INTEGER_LIMIT, Estimate, check_amount, estimate, model_name
+
+
+@runtime_checkable
+class CreditHold(Protocol):
+    """Credits held for one clip (a ledger :class:`~engine.credits.ledger.Reservation`)."""
+
+    def commit(self, *, generation_info: dict[str, Any], wall_seconds: float, gpu_seconds: float | None = None,
+               peak_vram_bytes: int | None = None) -> object:
+        """Charge the held credits once the clip exists."""
+
+    def release(self, reason: str) -> object:
+        """Give the held credits back (the clip failed or was interrupted)."""
+
+
+@runtime_checkable
+class CreditBudget(Protocol):
+    """What RefVideoSampler draws on through its ``budget`` input: :class:`Budget` is the one in use."""
+
+    def reserve(self, *, model: str, resolution: str, seconds: float, prompt_id: str | None = None,
+                node_id: str | None = None) -> CreditHold:
+        """Hold the price of one clip, or raise BudgetRefused."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +70,7 @@ class Budget:
         self.balance = balance
         self.ledger_path = ledger_path
 
-    def reserve(self, *, model: Any, resolution: str, seconds: float, prompt_id: str | None = None,
+    def reserve(self, *, model: str, resolution: str, seconds: float, prompt_id: str | None = None,
                 node_id: str | None = None) -> Reservation:
         """Hold the price of one clip (with the plan's audio choice) or raise BudgetRefused.
 

@@ -212,7 +212,10 @@ def _high_bit_to_rgb(img: Image.Image) -> Image.Image:
 
 
 def composite_over_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """``rgb`` over white where ``alpha`` (1 = opaque) says, 8-bit-exact."""
+    """``rgb`` over white where ``alpha`` (1 = opaque) says, 8-bit-exact (:func:`to_uint8`'s rounding).
+
+    The one matte-over-white of the pack: reading transparent files, the reference previews and
+    the references a diffusion model is given all use it."""
     a = alpha[..., None]
     return from_uint8(to_uint8(rgb * a + (1.0 - a)))
 

@@ -1,6 +1,6 @@
 """Write frames (and optional audio) to a video file with PyAV, one frame at a time.
 
-Formats are data: one JSON preset per format in ``engine/data/formats/``. A clip is encoded
+Formats are data: one JSON file per format in ``engine/data/formats/``. A clip is encoded
 into a temporary file (or folder, for PNG sequences) beside its target and renamed onto it
 only when complete, so an interrupt, a full disk or an encoder error leaves nothing behind.
 Frames stream into the encoder: each one is converted into a reused buffer, so memory grows
@@ -49,7 +49,7 @@ MAX_FPS = 240.0
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
-# --------------------------------------------------------------------------- presets
+# --------------------------------------------------------------------------- formats
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,9 @@ class QualityKnob:
 
 
 @dataclass(frozen=True)
-class AudioPreset:
+class AudioEncoding:
+    """How a format encodes audio: the codec, its bit rate and the sample rates it takes."""
+
     codec: str
     bit_rate: int
     sample_rates: tuple[int, ...]
@@ -85,7 +87,7 @@ class AudioPreset:
 
 
 @dataclass(frozen=True)
-class FormatPreset:
+class ClipFormat:
     """One output format, read from its JSON file."""
 
     name: str
@@ -106,7 +108,7 @@ class FormatPreset:
     quality: QualityKnob | None = None
     speed_option: str | None = None
     speed_values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    audio: AudioPreset | None = None
+    audio: AudioEncoding | None = None
     container_options: Mapping[str, str] = field(default_factory=dict)
     metadata: bool = False
     frame_pattern: str | None = None
@@ -122,7 +124,7 @@ class FormatPreset:
         return dict(self.speed_values.get(speed, {}))
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FormatPreset:
+    def from_dict(cls, data: Mapping[str, Any]) -> ClipFormat:
         video = data["video"]
         speed = video.get("speed") or {}
         audio = data.get("audio")
@@ -135,7 +137,8 @@ class FormatPreset:
             palette=video.get("palette"), options={k: str(v) for k, v in (video.get("options") or {}).items()},
             quality=QualityKnob(**video["quality"]) if video.get("quality") else None,
             speed_option=speed.get("option"), speed_values=speed.get("values") or {},
-            audio=AudioPreset(audio["codec"], int(audio["bit_rate"]), tuple(audio["sample_rates"])) if audio else None,
+            audio=(AudioEncoding(audio["codec"], int(audio["bit_rate"]), tuple(audio["sample_rates"]))
+                   if audio else None),
             container_options={k: str(v) for k, v in (data.get("container_options") or {}).items()},
             metadata=bool(data.get("metadata")), frame_pattern=data.get("frame_pattern"),
             order=int(data.get("order", 100)),
@@ -143,13 +146,13 @@ class FormatPreset:
 
 
 @lru_cache(maxsize=1)
-def load_formats() -> dict[str, FormatPreset]:
-    """Every format preset in ``engine/data/formats/``, in display order."""
-    presets = []
+def load_formats() -> dict[str, ClipFormat]:
+    """Every format in ``engine/data/formats/``, in display order."""
+    formats = []
     for path in sorted(FORMATS_DIR.glob("*.json")):
-        presets.append(FormatPreset.from_dict(json.loads(path.read_text(encoding="utf-8"))))
-    presets.sort(key=lambda p: (p.order, p.name))
-    return {p.name: p for p in presets}
+        formats.append(ClipFormat.from_dict(json.loads(path.read_text(encoding="utf-8"))))
+    formats.sort(key=lambda p: (p.order, p.name))
+    return {p.name: p for p in formats}
 
 
 def format_names() -> list[str]:
@@ -157,7 +160,7 @@ def format_names() -> list[str]:
     return list(load_formats())
 
 
-def get_format(name: str, *, input_name: str = "format") -> FormatPreset:
+def get_format(name: str, *, input_name: str = "format") -> ClipFormat:
     formats = load_formats()
     if name not in formats:
         raise InputError(f"'{name}' is not a known format.", input=input_name,
@@ -246,17 +249,17 @@ def _check_clip(frames: Any, fps: Any, frame_count: int | None) -> _Clip:
     return _Clip(frames, frame_shape(frames, frame_count=frame_count)[0], rate)
 
 
-def check_settings(format: str, crf: Any, speed: str, audio_fit: str = FIT_AUDIO) -> FormatPreset:
-    """The format preset, after checking ``crf``, ``preset`` (speed) and ``audio_fit`` against it."""
-    preset = get_format(format)
+def check_settings(format: str, crf: Any, speed: str, audio_fit: str = FIT_AUDIO) -> ClipFormat:
+    """The format, after checking ``crf``, the encoder speed (the node's ``preset`` input) and ``audio_fit``."""
+    fmt = get_format(format)
     if isinstance(crf, bool) or not isinstance(crf, (int, np.integer)) and not (
             isinstance(crf, float) and crf.is_integer()):
         raise InputError(f"crf must be a whole number, not {crf!r}.", input="crf",
                          fix="Give a whole number, e.g. 19 (lower is better quality).")
-    if preset.quality is not None:
-        low, high = preset.quality.crf_range()
+    if fmt.quality is not None:
+        low, high = fmt.quality.crf_range()
         if not low <= int(crf) <= high:
-            raise InputError(f"crf {int(crf)} is outside {low}-{high} for {preset.name}.", input="crf",
+            raise InputError(f"crf {int(crf)} is outside {low}-{high} for {fmt.name}.", input="crf",
                              fix=f"Give a crf from {low} to {high} (lower is better quality).")
     if speed not in SPEEDS:
         raise InputError(f"'{speed}' is not an encoder preset.", input="preset",
@@ -264,7 +267,7 @@ def check_settings(format: str, crf: Any, speed: str, audio_fit: str = FIT_AUDIO
     if audio_fit not in AUDIO_FITS:
         raise InputError(f"'{audio_fit}' is not an audio fit.", input="audio_fit",
                          fix=f"Choose one of: {', '.join(AUDIO_FITS)}.")
-    return preset
+    return fmt
 
 
 # --------------------------------------------------------------------------- audio
@@ -282,7 +285,7 @@ class _AudioTrack:
         return self.samples.shape[1] / self.rate
 
 
-def _prepare_audio(audio: Any, preset: FormatPreset, clip: _Clip, fit: str,
+def _prepare_audio(audio: Any, fmt: ClipFormat, clip: _Clip, fit: str,
                    warnings: list[str]) -> tuple[_AudioTrack | None, int]:
     """Check and fit the audio; returns the track and the (possibly trimmed) video frame count."""
     if audio is None:
@@ -293,8 +296,8 @@ def _prepare_audio(audio: Any, preset: FormatPreset, clip: _Clip, fit: str,
                          fix="Mix the audio down to mono or stereo before encoding.")
     if samples.shape[1] == 0:
         raise InputError("audio has no samples.", input="audio", fix="Connect audio with a length above zero.")
-    if preset.audio is None:
-        warnings.append(f"{preset.name} carries no audio; the audio was not saved (choose an MP4, MOV or WebM format).")
+    if fmt.audio is None:
+        warnings.append(f"{fmt.name} carries no audio; the audio was not saved (choose an MP4, MOV or WebM format).")
         return None, clip.count
     count = clip.count
     if fit == FIT_VIDEO:
@@ -402,23 +405,23 @@ def _even(value: int) -> int:
     return value + (value % 2)
 
 
-def _add_video_stream(container: Any, preset: FormatPreset, rate: Fraction, width: int, height: int, crf: int,
+def _add_video_stream(container: Any, fmt: ClipFormat, rate: Fraction, width: int, height: int, crf: int,
                       speed: str, alpha: bool) -> Any:
-    options = dict(preset.options)
-    if preset.quality is not None:
-        options[preset.quality.option] = preset.quality.value(crf)
-    options.update(preset.speed_options(speed))
+    options = dict(fmt.options)
+    if fmt.quality is not None:
+        options[fmt.quality.option] = fmt.quality.value(crf)
+    options.update(fmt.speed_options(speed))
     if alpha:
-        options.update(preset.alpha_options)
-    stream = container.add_stream(preset.codec, rate=rate, options=options)
+        options.update(fmt.alpha_options)
+    stream = container.add_stream(fmt.codec, rate=rate, options=options)
     stream.width = width
     stream.height = height
-    stream.pix_fmt = preset.alpha_pix_fmt if alpha else preset.pix_fmt
-    if preset.codec_tag:
-        stream.codec_tag = preset.codec_tag
+    stream.pix_fmt = fmt.alpha_pix_fmt if alpha else fmt.pix_fmt
+    if fmt.codec_tag:
+        stream.codec_tag = fmt.codec_tag
     stream.codec_context.thread_count = 0  # one per core, as the ffmpeg command line does
     stream.codec_context.thread_type = "AUTO"  # frame threads where the codec has them (PyAV's default: slices)
-    if preset.bt709:
+    if fmt.bt709:
         ctx = stream.codec_context
         ctx.color_primaries = ctx.color_trc = ctx.colorspace = 1  # ITU-R BT.709
         ctx.color_range = 1  # limited ("TV", MPEG) range
@@ -463,7 +466,7 @@ class _Writer:
 
     container: Any
     video: Any
-    preset: FormatPreset
+    fmt: ClipFormat
     rate: Fraction
     pixel_format: str
     audio: Any = None
@@ -475,7 +478,7 @@ class _Writer:
         import av
 
         frame = av.VideoFrame.from_ndarray(rgb, format="rgba" if rgb.shape[-1] == 4 else "rgb24")
-        if self.preset.bt709:
+        if self.fmt.bt709:
             frame = frame.reformat(format=self.pixel_format, dst_colorspace="ITU709", dst_color_range="MPEG")
         frame.pts = index
         frame.time_base = 1 / self.rate
@@ -512,23 +515,23 @@ class _Writer:
             self.container.mux(self.audio.encode(None))
 
 
-def _open_writer(path: str, preset: FormatPreset, clip: _Clip, width: int, height: int, crf: int, speed: str,
+def _open_writer(path: str, fmt: ClipFormat, clip: _Clip, width: int, height: int, crf: int, speed: str,
                  alpha: bool, track: _AudioTrack | None, metadata: Mapping[str, str] | None) -> _Writer:
     av = require("av", "Video encoding")
-    container = av.open(path, mode="w", format=preset.container, options=dict(preset.container_options))
+    container = av.open(path, mode="w", format=fmt.container, options=dict(fmt.container_options))
     try:
-        if metadata and preset.metadata and not preset.is_sequence:
+        if metadata and fmt.metadata and not fmt.is_sequence:
             for key, value in metadata.items():
                 container.metadata[key] = value
         rate = Fraction(clip.fps).limit_denominator(1001)
-        video = _add_video_stream(container, preset, rate, width, height, crf, speed, alpha)
-        writer = _Writer(container, video, preset, rate, video.pix_fmt)
-        if preset.palette:
+        video = _add_video_stream(container, fmt, rate, width, height, crf, speed, alpha)
+        writer = _Writer(container, video, fmt, rate, video.pix_fmt)
+        if fmt.palette:
             writer.palette = _PaletteFilter(width, height, rate)
-        if track is not None and preset.audio is not None:
-            writer.audio = container.add_stream(preset.audio.codec, rate=preset.audio.rate_for(track.rate),
+        if track is not None and fmt.audio is not None:
+            writer.audio = container.add_stream(fmt.audio.codec, rate=fmt.audio.rate_for(track.rate),
                                                 layout=track.layout)
-            writer.audio.bit_rate = preset.audio.bit_rate
+            writer.audio.bit_rate = fmt.audio.bit_rate
             writer.track = track
         return writer
     except BaseException:
@@ -536,7 +539,7 @@ def _open_writer(path: str, preset: FormatPreset, clip: _Clip, width: int, heigh
         raise
 
 
-def _failure(exc: BaseException, target: Path, preset: FormatPreset) -> BaseException:
+def _failure(exc: BaseException, target: Path, fmt: ClipFormat) -> BaseException:
     """A clear RefVideo error for a failure while writing (interrupts pass through unchanged)."""
     if host.is_interrupt(exc) or isinstance(exc, RefVideoError):
         return exc
@@ -548,7 +551,7 @@ def _failure(exc: BaseException, target: Path, preset: FormatPreset) -> BaseExce
     if isinstance(exc, OSError) and code in (errno.EACCES, errno.EPERM, errno.EROFS):
         return WriteFailed(f"cannot write {target} ({exc.strerror or exc}).", input="filename_prefix",
                             fix="Choose an output folder you can write to.")
-    return GenerationError(f"the {preset.codec} encoder failed while writing {target.name} "
+    return GenerationError(f"the {fmt.codec} encoder failed while writing {target.name} "
                            f"({type(exc).__name__}: {exc}); no partial file was kept.",
                            fix="Check the frames and settings; try another format or preset.")
 
@@ -577,25 +580,25 @@ def encode_video(
     the video or trims the video to the audio. ``metadata`` (string values) goes into the
     container where the format holds metadata.
     """
-    preset = check_settings(format, crf, speed, audio_fit)
+    fmt = check_settings(format, crf, speed, audio_fit)
     clip = _check_clip(frames, fps, frame_count)
     warnings: list[str] = []
-    track, count = _prepare_audio(audio, preset, clip, audio_fit, warnings)
+    track, count = _prepare_audio(audio, fmt, clip, audio_fit, warnings)
     target = Path(target)
-    if preset.is_sequence:
+    if fmt.is_sequence:
         staging = atomic_folder(target)
     else:
         staging = atomic_path(target)
     try:
         with staging as tmp:
-            result = _encode_into(tmp, clip, count, preset, int(crf), speed, track, metadata, warnings, progress)
+            result = _encode_into(tmp, clip, count, fmt, int(crf), speed, track, metadata, warnings, progress)
     except BaseException as exc:
-        failure = _failure(exc, target, preset)
+        failure = _failure(exc, target, fmt)
         if failure is exc:
             raise
         raise failure from exc
     result.path = target
-    if preset.is_sequence:
+    if fmt.is_sequence:
         result.files = sorted(target.glob("*.png"))
     else:
         result.files = [target]
@@ -652,7 +655,7 @@ class _FramesAhead:
         self._thread.join()
 
 
-def _encode_into(tmp: Path, clip: _Clip, count: int, preset: FormatPreset, crf: int, speed: str,
+def _encode_into(tmp: Path, clip: _Clip, count: int, fmt: ClipFormat, crf: int, speed: str,
                  track: _AudioTrack | None, metadata: Mapping[str, str] | None, warnings: list[str],
                  description: str) -> EncodeResult:
     frames = _iter_frames(clip, count)
@@ -661,15 +664,15 @@ def _encode_into(tmp: Path, clip: _Clip, count: int, preset: FormatPreset, crf: 
         raise InputError(f"the frames ended after 0 of {count}.", input="frames",
                          fix="Give as many frames as frame_count says.")
     height, width, channels = first.shape
-    alpha = channels == 4 and preset.alpha_pix_fmt is not None
-    out_h, out_w = (_even(height), _even(width)) if preset.even_size else (height, width)
+    alpha = channels == 4 and fmt.alpha_pix_fmt is not None
+    out_h, out_w = (_even(height), _even(width)) if fmt.even_size else (height, width)
     if (out_h, out_w) != (height, width):
-        warnings.append(f"{width}x{height} was padded to {out_w}x{out_h} ({preset.pix_fmt} needs even sizes).")
+        warnings.append(f"{width}x{height} was padded to {out_w}x{out_h} ({fmt.pix_fmt} needs even sizes).")
     if channels == 4 and not alpha:
-        warnings.append(f"{preset.name} has no transparency; RGBA frames were composited over black.")
+        warnings.append(f"{fmt.name} has no transparency; RGBA frames were composited over black.")
     converter = _FrameConverter(height, width, channels, out_h, out_w, alpha)
-    path = str(tmp / preset.frame_pattern) if preset.is_sequence and preset.frame_pattern else str(tmp)
-    writer = _open_writer(path, preset, clip, out_w, out_h, crf, speed, alpha, track, metadata)
+    path = str(tmp / fmt.frame_pattern) if fmt.is_sequence and fmt.frame_pattern else str(tmp)
+    writer = _open_writer(path, fmt, clip, out_w, out_h, crf, speed, alpha, track, metadata)
     ahead = _FramesAhead(writer.prepare(converter(frame, i), i) for i, frame in enumerate(chain([first], frames)))
     written = 0
     try:
@@ -691,15 +694,15 @@ def _encode_into(tmp: Path, clip: _Clip, count: int, preset: FormatPreset, crf: 
     if converter.clipped_frames:
         warnings.append(f"{converter.clipped_frames} of {count} frames had values outside 0..1 or not a number; "
                         "they were clipped.")
-    if preset.is_sequence and metadata:
+    if fmt.is_sequence and metadata:
         (tmp / SEQUENCE_METADATA).write_text(json.dumps(dict(metadata), indent=2, ensure_ascii=False) + "\n",
                                              encoding="utf-8")
-    elif metadata and not preset.metadata and MANIFEST_KEY in metadata:
-        warnings.append(f"{preset.name} holds no metadata; the generation info was not saved in the file.")
+    elif metadata and not fmt.metadata and MANIFEST_KEY in metadata:
+        warnings.append(f"{fmt.name} holds no metadata; the generation info was not saved in the file.")
     return EncodeResult(
-        path=tmp, format=preset.name, mime=preset.mime, frames=written, width=out_w, height=out_h, fps=clip.fps,
+        path=tmp, format=fmt.name, mime=fmt.mime, frames=written, width=out_w, height=out_h, fps=clip.fps,
         audio_seconds=round(track.seconds, 6) if track is not None else None,
-        audio_sample_rate=preset.audio.rate_for(track.rate) if track is not None and preset.audio else None,
+        audio_sample_rate=fmt.audio.rate_for(track.rate) if track is not None and fmt.audio else None,
         warnings=warnings,
     )
 

@@ -373,12 +373,12 @@ def save_clip(
     extra_pnginfo: dict | None = None,
 ) -> SavedClip:
     """Encode a clip into the output folder with its metadata (unless the host disabled metadata)."""
-    preset = get_format(format)
+    fmt = get_format(format)
     metadata = None
     info = manifest.parse_generation_info(generation_info)
     if not host.metadata_disabled():
         metadata = manifest.container_metadata(info, prompt, extra_pnginfo)
-    target, subfolder = output_target(filename_prefix, preset.extension)
+    target, subfolder = output_target(filename_prefix, fmt.extension)
     result = encode_video(frames, fps, target, format=format, crf=crf, speed=speed, audio=audio,
                           audio_fit=audio_fit, metadata=metadata)
     return SavedClip(result, subfolder, preview_entries(result, subfolder), video_value(result.path, fps))

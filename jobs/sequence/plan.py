@@ -200,9 +200,10 @@ def check_credits(storyboard: Storyboard, shots: Iterable[PreparedShot], *, acco
     return total, balances[account]
 
 
-def plan_sequence(storyboard: Storyboard, **sockets) -> SequencePlan:
+def plan_sequence(storyboard: Storyboard, *, references: ReferenceSet | None = None,
+                  style: StyleDirection | None = None, model: ModelHandle | None = None) -> SequencePlan:
     """Prepare every shot and check the whole sequence's price (``refvideo sequence plan``)."""
-    shots = prepare(storyboard, **sockets)
+    shots = prepare(storyboard, references=references, style=style, model=model)
     account = shots[0].shot.account if len({s.shot.account for s in shots}) == 1 else "default"
     total, balance = check_credits(storyboard, shots, account=account)
     return SequencePlan(storyboard, shots, total, account, balance)
