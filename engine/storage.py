@@ -7,17 +7,24 @@ sets, style skills, accounts) are validated before they become file names.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; stale temporary files are judged by age alone
+    fcntl = None  # type: ignore[assignment]
 
 from .errors import InputError, StorageError
 from .paths import DATA_DIR
@@ -76,6 +83,69 @@ def usual_permissions(path: Path) -> None:
                 os.chmod(child, 0o666 & ~mask)
 
 
+PARTIAL = ".partial"  # temporary names end in it (before the extension): ".<stem>.<random>.partial<ext>"
+STALE_AFTER = 60.0  # seconds: a younger temporary file may be one whose writer is just starting
+
+
+class Staging:
+    """A temporary file or folder beside its target, locked by this writer while it is written.
+
+    ``path`` is where the finished result went (the target, or with ``exclusive`` the next free
+    counter). The lock (``flock`` on the temporary entry) tells :func:`remove_stale_partials` that
+    a writer is alive; the kernel drops it when the process dies, however it dies.
+    """
+
+    def __init__(self, target: Path, *, folder: bool) -> None:
+        self.target = target
+        self.path = target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        prefix, suffix = f".{target.stem if not folder else target.name}.", f"{PARTIAL}{'' if folder else target.suffix}"
+        if folder:
+            self.tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=target.parent))
+            self._fd = os.open(self.tmp, os.O_RDONLY)
+        else:
+            self._fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=target.parent)
+            self.tmp = Path(name)
+        if fcntl is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def finish(self, *, exclusive: bool) -> Path:
+        if not self.tmp.exists():
+            raise StorageError(f"nothing was written for {self.target}.")
+        if self.tmp.is_file():
+            with open(self.tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        usual_permissions(self.tmp)
+        if exclusive:
+            self.path = place_new(self.tmp, self.target)
+        else:
+            os.replace(self.tmp, self.target)
+        return self.path
+
+    def discard(self) -> None:
+        _remove(self.tmp)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+@contextmanager
+def staged(target: str | os.PathLike, *, folder: bool = False, exclusive: bool = False) -> Iterator[Staging]:
+    """Yield a :class:`Staging` for ``target``; on success move it into place (with ``exclusive``, never
+    over an existing name: the next counter instead), on any exception (interrupts included) remove it."""
+    staging = Staging(Path(target), folder=folder)
+    try:
+        yield staging
+        staging.finish(exclusive=exclusive)
+    except BaseException:
+        staging.discard()
+        raise
+    finally:
+        staging.close()
+
+
 @contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
@@ -83,40 +153,60 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     On any exception (an interrupt included) the temporary file is removed and nothing
     appears at ``target``.
     """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".partial{target.suffix}", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        if not tmp.exists():
-            raise StorageError(f"nothing was written for {target}.")
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        usual_permissions(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        raise
+    with staged(target) as staging:
+        yield staging.tmp
 
 
 @contextmanager
 def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``target``; rename it onto ``target`` on success, remove it on failure."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    with staged(target, folder=True) as staging:
+        yield staging.tmp
+
+
+def remove_stale_partials(folder: str | os.PathLike, *, recursive: bool = True, limit: int = 100_000) -> list[Path]:
+    """Remove temporary files and folders that no live writer holds (left by a crash, a kill or a power
+    cut) under ``folder``; returns what was removed. A writer's own temporary entry is locked while it
+    writes and younger ones are left alone, so another process's work in progress is never touched.
+    Without ``flock`` (Windows) only entries older than a day are removed."""
+    removed: list[Path] = []
+    root = Path(folder)
+    if not root.is_dir():
+        return removed
+    seen = 0
+    for current, dirs, files in os.walk(root):
+        for name in [*files, *dirs]:
+            seen += 1
+            if name.startswith(".") and PARTIAL in name and _is_stale(Path(current, name)):
+                path = Path(current, name)
+                _remove(path)
+                removed.append(path)
+        dirs[:] = [d for d in dirs if not (d.startswith(".") and PARTIAL in d)] if recursive else []
+        if seen > limit:
+            break
+    return removed
+
+
+def _is_stale(path: Path) -> bool:
     try:
-        yield tmp
-        usual_permissions(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        age = time.time() - path.lstat().st_mtime
+    except OSError:
+        return False
+    if path.is_symlink() or age < STALE_AFTER:
+        return False
+    if fcntl is None:
+        return age > 24 * 3600
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False  # a live writer holds it
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> Path:
@@ -167,8 +257,17 @@ def read_data(name: str) -> Any:
     return read_json(DATA_DIR / name, what="RefVideo data", fix="Reinstall RefVideo.")
 
 
+COUNTER_DIGITS = 5
+NAME_MAX_BYTES = 255  # the longest file name most file systems take
+_TEMP_OVERHEAD = 40  # what a temporary name adds to a final one: ".", ".<random>.partial", the lock's suffix
+
+
 def unique_path(folder: str | os.PathLike, stem: str, extension: str) -> Path:
-    """The first ``stem_00001.ext`` style name in ``folder`` that does not exist yet."""
+    """The first ``stem_00001.ext`` style name in ``folder`` that does not exist yet.
+
+    Only a suggestion when writers run at once: claim it with :func:`place_new`, which moves on to
+    the next counter when another writer took the name first.
+    """
     folder = Path(folder)
     counter = 1
     pattern = re.compile(re.escape(stem) + r"_(\d{5})")
@@ -178,7 +277,75 @@ def unique_path(folder: str | os.PathLike, stem: str, extension: str) -> Path:
             if match:
                 counter = max(counter, int(match.group(1)) + 1)
     while True:
-        candidate = folder / f"{stem}_{counter:05d}{extension}"
-        if not candidate.exists():
+        candidate = folder / f"{stem}_{counter:0{COUNTER_DIGITS}d}{extension}"
+        if not os.path.lexists(candidate):
             return candidate
         counter += 1
+
+
+def next_counter(path: Path) -> Path:
+    """``stem_00002.ext`` after ``stem_00001.ext`` (``name (2).ext`` after ``name (1).ext``)."""
+    stem, ext = _split_extension(path)
+    match = re.fullmatch(r"(.*)_(\d{5,})", stem) or re.fullmatch(r"(.*) \((\d+)\)", stem)
+    if match is None:
+        return path.with_name(f"{stem} (1){ext}")
+    number = int(match.group(2)) + 1
+    if stem.endswith(")"):
+        return path.with_name(f"{match.group(1)} ({number}){ext}")
+    return path.with_name(f"{match.group(1)}_{number:0{len(match.group(2))}d}{ext}")
+
+
+def _split_extension(path: Path) -> tuple[str, str]:
+    name = path.name
+    stem, ext = os.path.splitext(name)
+    return (stem, ext) if not name.startswith(".") else (name, "")
+
+
+def place_new(tmp: Path, target: Path, *, taken: Callable[[Path], bool] | None = None) -> Path:
+    """Move the finished ``tmp`` (file or folder) to ``target`` without ever replacing anything there;
+    when another writer holds that name, the next counter (:func:`next_counter`). Returns where it went.
+
+    Files are claimed with a hard link (create-exclusive on every local file system), folders by
+    creating the final folder first and renaming onto the empty folder just made. ``taken(path)``,
+    when given, may accept an existing ``path`` as this very content (the caller then keeps it and
+    ``tmp`` is removed).
+    """
+    while True:
+        if taken is not None and os.path.lexists(target) and taken(target):
+            _remove(tmp)
+            return target
+        try:
+            if tmp.is_dir():
+                os.mkdir(target)
+                os.replace(tmp, target)  # onto the empty folder this writer just created
+            else:
+                _link_exclusive(tmp, target)
+            return target
+        except FileExistsError:
+            target = next_counter(target)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            target = next_counter(target)
+
+
+def _link_exclusive(tmp: Path, target: Path) -> None:
+    """Give ``tmp`` the name ``target`` only if that name is free (FileExistsError otherwise)."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise
+    except OSError as exc:  # a file system without hard links: claim the name, then fill it
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        os.replace(tmp, target)
+        return
+    os.unlink(tmp)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

@@ -49,6 +49,7 @@ log = logging.getLogger("refvideo")
 
 
 MAX_PROMPT_CHARS = 4000
+MAX_TEXT_CHARS = 4 * MAX_PROMPT_CHARS  # typed text, before runs of spaces are collapsed
 DEFAULT_CONTINUE_FRAMES = 8
 MAX_CONTINUE_FRAMES = 32
 
@@ -138,7 +139,7 @@ def prepare(inputs: SamplerInputs) -> Job:
     first = check_frames_input(continuation(inputs.first_frames, inputs.continue_frames), plan, "first_frames")
     control = check_frames_input(inputs.control_video, plan, "control_video")
     camera = parse_camera(prompt, style, refs)
-    negative = _text(inputs.negative_prompt, "negative_prompt").strip() or _family(spec).get("default_negative", "")
+    negative = check_negative_prompt(inputs.negative_prompt) or _family(spec).get("default_negative", "")
     composed = compose_prompt(prompt, refs, style, roles=spec.roles, camera_phrase=getattr(camera, "phrase", ""),
                               negative=negative)
     pasted = sum(1 for r in refs if r.role in spec.roles)
@@ -193,10 +194,20 @@ def check_references(references: Any) -> ReferenceSet:
 
 
 def _text(value: Any, name: str) -> str:
+    """Text as typed: refused when it is not text, longer than any prompt can be, or not writable as
+    UTF-8 (a lone surrogate), so the clip's metadata can always be written."""
     if value is None:
         return ""
     if not isinstance(value, str):
         raise InputError(f"expects text, got {type(value).__name__}.", input=name, fix="Type the text in.")
+    if len(value) > MAX_TEXT_CHARS:
+        raise InputError(f"the text is {len(value)} characters long.", input=name,
+                         fix=f"Keep it under {MAX_PROMPT_CHARS} characters (the text encoder reads about 512 tokens).")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"holds a character that cannot be written as UTF-8 at position {exc.start}.", input=name,
+                         fix="Retype the text (it holds half of a character pair).") from None
     return value
 
 
@@ -210,6 +221,14 @@ def check_prompt(prompt: Any) -> str:
                          fix=f"Keep it under {MAX_PROMPT_CHARS} characters: the text encoder reads about 512 tokens; "
                              "put lasting looks in a style skill.")
     return text
+
+
+def check_negative_prompt(text: Any) -> str:
+    negative = " ".join(_text(text, "negative_prompt").split())
+    if len(negative) > MAX_PROMPT_CHARS:
+        raise InputError(f"the negative prompt is {len(negative)} characters long.", input="negative_prompt",
+                         fix=f"Keep it under {MAX_PROMPT_CHARS} characters: the text encoder reads about 512 tokens.")
+    return negative
 
 
 def check_style(style: Any) -> StyleDirection | None:
@@ -475,10 +494,15 @@ def _commit(reservation: Any, info: dict, wall: float) -> None:
     on_gpu = str((info.get("peak_memory") or {}).get("device", "")).startswith("cuda")
     gpu = info["timings"].get("render_s") if on_gpu else None
     try:
-        reservation.commit(generation_info=info, wall_seconds=wall, gpu_seconds=gpu, peak_vram_bytes=peak)
+        charge = reservation.commit(generation_info=info, wall_seconds=wall, gpu_seconds=gpu, peak_vram_bytes=peak)
     except RefVideoError as exc:
         log.error("RefVideo: the clip was made but could not be charged (%s).", exc)
         info.setdefault("warnings", []).append(f"credits not charged: {exc}")
+        return
+    if charge is not None:  # VideoEncode refunds it if the clip never reaches a file
+        from ..engine.credits.clip_charges import CREDITS_KEY, charge_record
+
+        info[CREDITS_KEY] = charge_record(charge)
 
 
 def _render(job: Job, backend: Any) -> Any:

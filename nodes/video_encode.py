@@ -15,6 +15,7 @@ from ..engine.video.encoder import (
     SPEEDS,
     format_names,
 )
+from ..engine.errors import InputError
 from .common import CATEGORY, with_ui
 
 
@@ -67,6 +68,16 @@ class VideoEncode:
     CATEGORY = CATEGORY
     DESCRIPTION = ("Encodes frames (and optional audio) into a video file in the output folder, storing the "
                    "generation info and the ComfyUI workflow in its metadata, and previews it in the node.")
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, filename_prefix: str | None = None) -> bool | str:
+        """Checked before the workflow runs (before any credits are reserved): the clip must be writable."""
+        if filename_prefix is not None:
+            try:
+                video_file.check_prefix(filename_prefix)
+            except InputError as exc:
+                return str(exc)
+        return True
 
     def encode(self, frames: Any, fps: float, filename_prefix: str, format: str, crf: int, preset: str,
                audio: dict | None = None, generation_info: str | None = None, audio_fit: str = FIT_AUDIO,

@@ -31,7 +31,7 @@ from .. import host
 from ..errors import GenerationError, InputError, RefVideoError, WriteFailed, require
 from ..frames import audio_to_numpy, to_numpy
 from ..paths import DATA_DIR
-from ..storage import atomic_folder, atomic_path
+from ..storage import staged
 from .manifest import MANIFEST_KEY, SEQUENCE_METADATA
 
 log = logging.getLogger("refvideo")
@@ -566,6 +566,7 @@ def encode_video(
     metadata: Mapping[str, str] | None = None,
     frame_count: int | None = None,
     progress: str = "Encoding video",
+    exclusive: bool = False,
 ) -> EncodeResult:
     """Encode ``frames`` at ``fps`` into ``target`` (a file, or a folder for PNG sequences).
 
@@ -575,26 +576,24 @@ def encode_video(
     Odd sizes are padded to even where the codec needs it; values outside 0..1 and NaN are
     clipped with a warning. ``audio`` is ComfyUI AUDIO; ``audio_fit`` pads/trims the audio to
     the video or trims the video to the audio. ``metadata`` (string values) goes into the
-    container where the format holds metadata.
+    container where the format holds metadata. With ``exclusive``, ``target`` is never replaced:
+    when another writer took that name first the clip goes to the next counter (``result.path``).
     """
     preset = check_settings(format, crf, speed, audio_fit)
     clip = _check_clip(frames, fps, frame_count)
     warnings: list[str] = []
     track, count = _prepare_audio(audio, preset, clip, audio_fit, warnings)
     target = Path(target)
-    if preset.is_sequence:
-        staging = atomic_folder(target)
-    else:
-        staging = atomic_path(target)
     try:
-        with staging as tmp:
-            result = _encode_into(tmp, clip, count, preset, int(crf), speed, track, metadata, warnings, progress)
+        with staged(target, folder=preset.is_sequence, exclusive=exclusive) as staging:
+            result = _encode_into(staging.tmp, clip, count, preset, int(crf), speed, track, metadata, warnings,
+                                  progress)
     except BaseException as exc:
         failure = _failure(exc, target, preset)
         if failure is exc:
             raise
         raise failure from exc
-    result.path = target
+    target = result.path = staging.path
     if preset.is_sequence:
         result.files = sorted(target.glob("*.png"))
     else:

@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 
 from .. import host
+from ..credits import clip_charges
 from ..errors import InputError, require
 from ..frames import numpy_to_audio, to_tensor
 from ..paths import contained
-from ..storage import unique_path, validate_name
+from ..storage import NAME_MAX_BYTES, unique_path, validate_name
 from . import manifest
 from .encoder import DEFAULT_CRF, DEFAULT_FORMAT, DEFAULT_SPEED, FIT_AUDIO, EncodeResult, encode_video, get_format
 
@@ -316,8 +317,11 @@ class SavedClip:
         return self.result.path
 
 
-def output_target(filename_prefix: str, extension: str) -> tuple[Path, str]:
-    """The next free ``<prefix>_00001<ext>`` in the output folder, and its subfolder (posix, relative)."""
+def _prefix_place(filename_prefix: Any) -> tuple[Path, str, str]:
+    """The folder, file stem and subfolder (posix, relative to the output folder) a prefix names."""
+    if not isinstance(filename_prefix, str):
+        raise InputError(f"expects text, got {type(filename_prefix).__name__}.", input="filename_prefix",
+                         fix=f"Give a prefix such as '{DEFAULT_PREFIX}'.")
     root = host.output_dir()
     text = (filename_prefix or "").strip().replace("\\", "/") or DEFAULT_PREFIX
     if text.endswith("/"):
@@ -327,6 +331,32 @@ def output_target(filename_prefix: str, extension: str) -> tuple[Path, str]:
     folder = resolved.parent
     real_root = Path(os.path.realpath(root))
     subfolder = folder.relative_to(real_root).as_posix() if folder != real_root else ""
+    return folder, stem, subfolder
+
+
+def check_prefix(filename_prefix: Any) -> None:
+    """Refuse a prefix that no clip could be written under (a part that is a file, a folder name too
+    long for the file system), so that it is refused before anything renders or is charged."""
+    folder, _stem, subfolder = _prefix_place(filename_prefix)
+    for name in subfolder.split("/") if subfolder else []:
+        if len(os.fsencode(name)) > NAME_MAX_BYTES:
+            raise InputError(f"the folder name '{name[:40]}...' is longer than a file system allows "
+                             f"({NAME_MAX_BYTES} bytes).", input="filename_prefix", fix="Use a shorter folder name.")
+    root = Path(os.path.realpath(host.output_dir()))
+    for part in [folder, *folder.parents]:
+        if part == root or root not in part.parents:
+            break
+        if part.exists() and not part.is_dir():
+            raise InputError(f"'{part.relative_to(root).as_posix()}' in the output folder is a file, so no clip "
+                             "can be saved under it.", input="filename_prefix",
+                             fix="Choose another prefix, or move that file away.")
+
+
+def output_target(filename_prefix: str, extension: str) -> tuple[Path, str]:
+    """The next free ``<prefix>_00001<ext>`` in the output folder (a suggestion: the encoder claims the name
+    without replacing anything), and its subfolder (posix, relative)."""
+    check_prefix(filename_prefix)
+    folder, stem, subfolder = _prefix_place(filename_prefix)
     return unique_path(folder, stem, extension), subfolder
 
 
@@ -368,15 +398,24 @@ def save_clip(
     prompt: dict | None = None,
     extra_pnginfo: dict | None = None,
 ) -> SavedClip:
-    """Encode a clip into the output folder with its metadata (unless the host disabled metadata)."""
+    """Encode a clip into the output folder with its metadata (unless the host disabled metadata).
+
+    When the write fails or is interrupted, the charge named in ``generation_info`` is refunded
+    (see :mod:`engine.clip_charges`); once the file exists, the charge stands.
+    """
     preset = get_format(format)
     metadata = None
     info = manifest.parse_generation_info(generation_info)
     if not host.metadata_disabled():
         metadata = manifest.container_metadata(info, prompt, extra_pnginfo)
-    target, subfolder = output_target(filename_prefix, preset.extension)
-    result = encode_video(frames, fps, target, format=format, crf=crf, speed=speed, audio=audio,
-                          audio_fit=audio_fit, metadata=metadata)
+    try:
+        target, subfolder = output_target(filename_prefix, preset.extension)
+        result = encode_video(frames, fps, target, format=format, crf=crf, speed=speed, audio=audio,
+                              audio_fit=audio_fit, metadata=metadata, exclusive=True)
+    except BaseException as exc:
+        clip_charges.refund_unwritten(info, exc)
+        raise
+    clip_charges.mark_written(info)
     return SavedClip(result, subfolder, preview_entries(result, subfolder), video_value(result.path, fps))
 
 

@@ -54,6 +54,17 @@ def parse_generation_info(value: Any, *, input_name: str = "generation_info") ->
     return data
 
 
+def _utf8_json(value: Any) -> str:
+    """Compact JSON that can be written as UTF-8: readable text, escapes only where text holds lone
+    surrogates (which UTF-8 cannot carry)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":"))
+    return text
+
+
 def container_metadata(generation_info: Any = None, prompt: dict | None = None,
                        extra_pnginfo: dict | None = None) -> dict[str, str]:
     """Container tags for a clip: ComfyUI's entries (as SaveVideo writes them) plus ``refvideo``.
@@ -68,7 +79,7 @@ def container_metadata(generation_info: Any = None, prompt: dict | None = None,
         tags[PROMPT_KEY] = json.dumps(prompt)
     info = parse_generation_info(generation_info)
     if info is not None:
-        tags[MANIFEST_KEY] = json.dumps(info, ensure_ascii=False, separators=(",", ":"))
+        tags[MANIFEST_KEY] = _utf8_json(info)
     return tags
 
 
