@@ -95,11 +95,12 @@ class Staging:
     a writer is alive; the kernel drops it when the process dies, however it dies.
     """
 
-    def __init__(self, target: Path, *, folder: bool) -> None:
+    def __init__(self, target: Path, *, folder: bool, tag: str = "") -> None:
         self.target = target
         self.path = target
         target.parent.mkdir(parents=True, exist_ok=True)
-        prefix, suffix = f".{target.stem if not folder else target.name}.", f"{PARTIAL}{'' if folder else target.suffix}"
+        prefix = f".{target.name if folder else target.stem}.{tag + '.' if tag else ''}"
+        suffix = f"{PARTIAL}{'' if folder else target.suffix}"
         if folder:
             self.tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=target.parent))
             self._fd = os.open(self.tmp, os.O_RDONLY)
@@ -109,7 +110,7 @@ class Staging:
         if fcntl is not None:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
-    def finish(self, *, exclusive: bool) -> Path:
+    def finish(self, *, exclusive: bool, taken: Callable[[Path], bool] | None = None) -> Path:
         if not self.tmp.exists():
             raise StorageError(f"nothing was written for {self.target}.")
         if self.tmp.is_file():
@@ -117,7 +118,7 @@ class Staging:
                 os.fsync(fh.fileno())
         usual_permissions(self.tmp)
         if exclusive:
-            self.path = place_new(self.tmp, self.target)
+            self.path = place_new(self.tmp, self.target, taken=taken)
         else:
             os.replace(self.tmp, self.target)
         return self.path
@@ -132,13 +133,16 @@ class Staging:
 
 
 @contextmanager
-def staged(target: str | os.PathLike, *, folder: bool = False, exclusive: bool = False) -> Iterator[Staging]:
+def staged(target: str | os.PathLike, *, folder: bool = False, exclusive: bool = False,
+           taken: Callable[[Path], bool] | None = None, tag: str = "") -> Iterator[Staging]:
     """Yield a :class:`Staging` for ``target``; on success move it into place (with ``exclusive``, never
-    over an existing name: the next counter instead), on any exception (interrupts included) remove it."""
-    staging = Staging(Path(target), folder=folder)
+    over an existing name: the next counter instead, see :func:`place_new` for ``taken``), on any
+    exception (interrupts included) remove it. ``tag`` (letters, digits, ``-``) goes into the
+    temporary name, so whoever finds it left behind knows what it was for."""
+    staging = Staging(Path(target), folder=folder, tag=tag)
     try:
         yield staging
-        staging.finish(exclusive=exclusive)
+        staging.finish(exclusive=exclusive, taken=taken)
     except BaseException:
         staging.discard()
         raise
@@ -164,6 +168,37 @@ def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
         yield staging.tmp
 
 
+@contextmanager
+def name_lock(folder: str | os.PathLike, name: str, *, shared: bool = False) -> Iterator[None]:
+    """Hold ``<folder>/.<name>.lock`` while an asset of that name is written (exclusive) or read (shared),
+    so that two saves of one name, or a save and a load, never interleave. The lock file is hidden (no
+    saved name starts with a dot) and stays; where it cannot be made (a read-only library) reading
+    goes ahead without it. Without ``flock`` (Windows) there is no lock."""
+    if fcntl is None:
+        yield
+        return
+    path = Path(folder) / f".{name}.lock"
+    try:
+        if not shared:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        if not shared:
+            raise
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def is_partial(name: str) -> bool:
+    """Whether ``name`` is a temporary name of :class:`Staging` (hidden, with ``.partial``)."""
+    return name.startswith(".") and PARTIAL in name
+
+
 def remove_stale_partials(folder: str | os.PathLike, *, recursive: bool = True, limit: int = 100_000) -> list[Path]:
     """Remove temporary files and folders that no live writer holds (left by a crash, a kill or a power
     cut) under ``folder``; returns what was removed. A writer's own temporary entry is locked while it
@@ -177,11 +212,11 @@ def remove_stale_partials(folder: str | os.PathLike, *, recursive: bool = True, 
     for current, dirs, files in os.walk(root):
         for name in [*files, *dirs]:
             seen += 1
-            if name.startswith(".") and PARTIAL in name and _is_stale(Path(current, name)):
+            if is_partial(name) and _is_stale(Path(current, name)):
                 path = Path(current, name)
                 _remove(path)
                 removed.append(path)
-        dirs[:] = [d for d in dirs if not (d.startswith(".") and PARTIAL in d)] if recursive else []
+        dirs[:] = [d for d in dirs if not is_partial(d)] if recursive else []
         if seen > limit:
             break
     return removed

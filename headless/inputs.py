@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.errors import InputError
-from ..engine.storage import atomic_write_bytes, file_sha256
+from ..engine.storage import file_sha256, staged
 
 
 def stored_name(folder: Path, source: Path) -> tuple[str, bool]:
@@ -41,13 +41,21 @@ def input_files(files: list[str]) -> list[Path]:
 
 
 def bring_inputs(files: list[str], folder: Path) -> dict[str, str]:
-    """Copy each file into ``folder``; return ``{original name: stored name}``."""
+    """Copy each file into ``folder``; return ``{original name: stored name}``.
+
+    The stored name is claimed without replacing anything: when another run stores a different
+    file of that name at the same moment, this one takes the next ``name (N).ext``.
+    """
     renamed: dict[str, str] = {}
     for source in input_files(files):
         folder.mkdir(parents=True, exist_ok=True)
         name, present = stored_name(folder, source)
         if not present:
-            atomic_write_bytes(folder / name, source.read_bytes())
+            digest = file_sha256(source)
+            with staged(folder / name, exclusive=True,
+                        taken=lambda path, digest=digest: path.is_file() and file_sha256(path) == digest) as staging:
+                staging.tmp.write_bytes(source.read_bytes())
+            name = staging.path.name
         renamed[source.name] = name
     return renamed
 

@@ -11,6 +11,7 @@ Frames written by any other node (core SaveVideo, a second VideoEncode) keep the
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from typing import Any
 
@@ -21,6 +22,7 @@ from .ledger import Entry, shared_ledger
 log = logging.getLogger("refvideo")
 CREDITS_KEY = "credits"
 
+_TAG = re.compile(r"\.charge-(\d{1,18})\.")
 _written: set[int] = set()
 _lock = threading.Lock()
 
@@ -35,6 +37,36 @@ def charge_id(info: dict | None) -> int | None:
     record = (info or {}).get(CREDITS_KEY)
     value = record.get("charge_id") if isinstance(record, dict) else None
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def partial_tag(info: dict | None) -> str:
+    """The tag of a clip's temporary file: ``charge-<id>`` for a charged clip, so that the clean-up after a
+    killed process (:func:`refund_abandoned`) knows which charge never reached its file."""
+    charge = charge_id(info)
+    with _lock:
+        if charge is None or charge in _written:  # already in a file: this further copy does not decide it
+            return ""
+    return f"charge-{charge}"
+
+
+def refund_abandoned(partial_names: list[str]) -> list[Entry]:
+    """Refund the charges whose clips' temporary files a killed process left behind (found by the clean-up
+    at the next start): those clips never reached a file. Only where a ledger exists already."""
+    charges = sorted({int(m.group(1)) for name in partial_names if (m := _TAG.search(name))})
+    if not charges or not host.ledger_path().is_file():
+        return []
+    refunds = []
+    for charge in charges:
+        try:
+            refund = shared_ledger().refund(charge, "the process ended while writing the clip")
+        except (RefVideoError, OSError) as exc:
+            log.error("RefVideo: charge %s of an unwritten clip could not be refunded (%s).", charge, exc)
+            continue
+        if refund is not None:
+            refunds.append(refund)
+            log.warning("RefVideo: refunded %d credits to account '%s': charge %s, whose clip was never written.",
+                        refund.amount, refund.account, charge)
+    return refunds
 
 
 def mark_written(info: dict | None) -> None:

@@ -567,6 +567,7 @@ def encode_video(
     frame_count: int | None = None,
     progress: str = "Encoding video",
     exclusive: bool = False,
+    tag: str = "",
 ) -> EncodeResult:
     """Encode ``frames`` at ``fps`` into ``target`` (a file, or a folder for PNG sequences).
 
@@ -578,6 +579,7 @@ def encode_video(
     the video or trims the video to the audio. ``metadata`` (string values) goes into the
     container where the format holds metadata. With ``exclusive``, ``target`` is never replaced:
     when another writer took that name first the clip goes to the next counter (``result.path``).
+    ``tag`` names the temporary file's purpose (see :func:`storage.staged`).
     """
     preset = check_settings(format, crf, speed, audio_fit)
     clip = _check_clip(frames, fps, frame_count)
@@ -585,7 +587,7 @@ def encode_video(
     track, count = _prepare_audio(audio, preset, clip, audio_fit, warnings)
     target = Path(target)
     try:
-        with staged(target, folder=preset.is_sequence, exclusive=exclusive) as staging:
+        with staged(target, folder=preset.is_sequence, exclusive=exclusive, tag=tag) as staging:
             result = _encode_into(staging.tmp, clip, count, preset, int(crf), speed, track, metadata, warnings,
                                   progress)
     except BaseException as exc:

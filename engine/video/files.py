@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,10 +28,11 @@ from ..credits import clip_charges
 from ..errors import InputError, require
 from ..frames import numpy_to_audio, to_tensor
 from ..paths import contained
-from ..storage import NAME_MAX_BYTES, unique_path, validate_name
+from ..storage import NAME_MAX_BYTES, remove_stale_partials, unique_path, validate_name
 from . import manifest
 from .encoder import DEFAULT_CRF, DEFAULT_FORMAT, DEFAULT_SPEED, FIT_AUDIO, EncodeResult, encode_video, get_format
 
+log = logging.getLogger("refvideo")
 DEFAULT_PREFIX = "RefVideo/clip"
 _PIL_FORMATS = {"webp"}  # animated WebP: FFmpeg cannot decode it, Pillow can
 MP4_STREAM_CODECS = frozenset({"h264", "hevc", "vp9", "av1", "aac", "opus", "mp3"})
@@ -406,17 +408,38 @@ def save_clip(
     preset = get_format(format)
     metadata = None
     info = manifest.parse_generation_info(generation_info)
+    remove_stale_partials_once()
     if not host.metadata_disabled():
         metadata = manifest.container_metadata(info, prompt, extra_pnginfo)
     try:
         target, subfolder = output_target(filename_prefix, preset.extension)
         result = encode_video(frames, fps, target, format=format, crf=crf, speed=speed, audio=audio,
-                              audio_fit=audio_fit, metadata=metadata, exclusive=True)
+                              audio_fit=audio_fit, metadata=metadata, exclusive=True,
+                              tag=clip_charges.partial_tag(info))
     except BaseException as exc:
         clip_charges.refund_unwritten(info, exc)
         raise
     clip_charges.mark_written(info)
     return SavedClip(result, subfolder, preview_entries(result, subfolder), video_value(result.path, fps))
+
+
+_swept: set[str] = set()
+
+
+def remove_stale_partials_once() -> list[Path]:
+    """Once per process and folder: remove the temporary files that killed or crashed writers left in the
+    output and input folders (never a live writer's, see :func:`storage.remove_stale_partials`)."""
+    removed: list[Path] = []
+    for folder in (host.output_dir(), host.input_dir()):
+        key = os.path.realpath(folder)
+        if key in _swept:
+            continue
+        _swept.add(key)
+        removed += remove_stale_partials(folder)
+    for path in removed:
+        log.warning("RefVideo: removed %s, a temporary file left by an earlier run that was stopped.", path)
+    clip_charges.refund_abandoned([p.name for p in removed])
+    return removed
 
 
 def describe(saved: SavedClip) -> str:
