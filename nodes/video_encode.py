@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..engine.errors import InputError
 from ..engine.video import files
 from ..engine.video.encoder import (
     AUDIO_FITS,
@@ -15,7 +16,6 @@ from ..engine.video.encoder import (
     SPEEDS,
     format_names,
 )
-from ..engine.errors import InputError
 from .common import CATEGORY, with_ui
 
 
@@ -74,7 +74,7 @@ class VideoEncode:
         """Checked before the workflow runs (before any credits are reserved): the clip must be writable."""
         if filename_prefix is not None:
             try:
-                video_file.check_prefix(filename_prefix)
+                files.check_prefix(filename_prefix)
             except InputError as exc:
                 return str(exc)
         return True
