@@ -84,7 +84,7 @@ def usual_permissions(path: Path) -> None:
 
 
 PARTIAL = ".partial"  # temporary names end in it (before the extension): ".<stem>.<random>.partial<ext>"
-STALE_AFTER = 60.0  # seconds: a younger temporary file may be one whose writer is just starting
+STALE_AFTER = 24 * 3600.0  # without flock (Windows): an older temporary file is taken for a dead writer's
 
 
 class Staging:
@@ -101,14 +101,22 @@ class Staging:
         target.parent.mkdir(parents=True, exist_ok=True)
         prefix = f".{target.name if folder else target.stem}.{tag + '.' if tag else ''}"
         suffix = f"{PARTIAL}{'' if folder else target.suffix}"
-        if folder:
-            self.tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=target.parent))
-            self._fd = os.open(self.tmp, os.O_RDONLY)
-        else:
-            self._fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=target.parent)
-            self.tmp = Path(name)
-        if fcntl is not None:
+        while True:
+            if folder:
+                self.tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=target.parent))
+                self._fd: int | None = os.open(self.tmp, os.O_RDONLY)
+            else:
+                self._fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=target.parent)
+                self.tmp = Path(name)
+            if fcntl is None:
+                return
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:  # a clean-up may have taken it for a dead writer's in the moment before the lock
+                if os.stat(self.tmp).st_ino == os.fstat(self._fd).st_ino:
+                    return
+            except FileNotFoundError:
+                pass
+            os.close(self._fd)
 
     def finish(self, *, exclusive: bool, taken: Callable[[Path], bool] | None = None) -> Path:
         if not self.tmp.exists():
@@ -202,8 +210,9 @@ def is_partial(name: str) -> bool:
 def remove_stale_partials(folder: str | os.PathLike, *, recursive: bool = True, limit: int = 100_000) -> list[Path]:
     """Remove temporary files and folders that no live writer holds (left by a crash, a kill or a power
     cut) under ``folder``; returns what was removed. A writer's own temporary entry is locked while it
-    writes and younger ones are left alone, so another process's work in progress is never touched.
-    Without ``flock`` (Windows) only entries older than a day are removed."""
+    writes (and a writer that finds its new entry taken before it locked it makes another), so another
+    process's work in progress is never touched. Without ``flock`` (Windows) only entries older than
+    a day are removed."""
     removed: list[Path] = []
     root = Path(folder)
     if not root.is_dir():
@@ -227,10 +236,10 @@ def _is_stale(path: Path) -> bool:
         age = time.time() - path.lstat().st_mtime
     except OSError:
         return False
-    if path.is_symlink() or age < STALE_AFTER:
+    if path.is_symlink():
         return False
     if fcntl is None:
-        return age > 24 * 3600
+        return age > STALE_AFTER
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:

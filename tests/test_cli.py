@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from refvideo import NODE_CLASS_MAPPINGS
 from refvideo.engine.paths import API_WORKFLOWS_DIR, WORKFLOWS_DIR
 from refvideo.headless.cli import main
@@ -101,6 +100,18 @@ def refvideo(*argv: str, env_extra: dict | None = None, prelude: str = "") -> su
                             text=True, env=env)
 
 
+def read_until(proc: subprocess.Popen, text: str, seconds: float) -> str:
+    """A process's stderr lines until one holds ``text`` (or it ends, or ``seconds`` pass)."""
+    deadline = time.monotonic() + seconds
+    seen = ""
+    while text not in seen and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen += line
+    return seen
+
+
 def test_run_succeeds_with_exit_0_and_lists_its_files(tmp_path, capsys):
     out_dir = tmp_path / "renders"
     code, out, _ = cli(capsys, "run", DEMO, "--set", "3.resolution=144p", "--set", "4.filename_prefix=cli/test",
@@ -132,13 +143,7 @@ def test_ctrl_c_stops_cleanly_with_exit_130_and_no_output(tmp_path):
     out_dir = tmp_path / "renders"
     proc = refvideo("run", DEMO, "--set", "3.resolution=1080p", "--set", "3.duration=8", "--output-dir",
                     str(out_dir), env_extra={"REFVIDEO_HOME": str(tmp_path / "home")})
-    deadline = time.monotonic() + 120
-    seen = ""
-    while "RefVideoSampler" not in seen and time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        seen += line
+    seen = read_until(proc, "RefVideoSampler", 120)
     assert "RefVideoSampler" in seen, seen
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
