@@ -19,7 +19,7 @@ from . import host, ranks
 from .errors import InputError, StorageError
 from .library import UNCHANGED, optional_name, report_line, save_rule, stamps
 from .paths import contained, pack_version
-from .storage import atomic_write_json, name_lock, read_json, validate_name
+from .storage import atomic_write_json, check_target, name_lock, read_json, validate_name
 from .style import StyleDirection
 
 KIND = "style skill"
@@ -83,7 +83,7 @@ def direction(style: str = "", negative: str = "", camera: str = "", *, name: st
 def save_skill(style: StyleDirection, name: str, *, overwrite: bool = False,
                input_name: str = "save_as") -> tuple[Path, str]:
     """Save ``style`` as skill ``name``; returns the file and what happened (saved/replaced/unchanged)."""
-    path = skill_path(name, input_name=input_name)
+    path = check_target(skill_path(name, input_name=input_name), input_name=input_name)
     cleaned = path.name[: -len(SUFFIX)]
     content = {"style": style.style, "negative": style.negative, "camera": style.camera,
                "defaults": check_defaults(style.defaults, where=f"skill '{cleaned}'")}

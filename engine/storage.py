@@ -176,6 +176,23 @@ def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
         yield staging.tmp
 
 
+def check_target(path: str | os.PathLike, *, folder: bool = False, input_name: str) -> Path:
+    """Refuse, before any work, a place nothing can be written to: ``path`` exists as the wrong kind
+    (a folder where a file goes, or the reverse) or one of its parents is a file."""
+    path = Path(path)
+    wanted = "a folder" if folder else "a file"
+    if path.exists() and path.is_dir() != folder:
+        raise InputError(f"{path} exists and is {'a file' if folder else 'a folder'}, not {wanted}.",
+                         input=input_name, fix="Choose another name, or move it away first.")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{parent} is a file, so {path} cannot be written.", input=input_name,
+                                 fix="Choose another place, or move that file away first.")
+            break
+    return path
+
+
 @contextmanager
 def name_lock(folder: str | os.PathLike, name: str, *, shared: bool = False) -> Iterator[None]:
     """Hold ``<folder>/.<name>.lock`` while an asset of that name is written (exclusive) or read (shared),
@@ -277,22 +294,56 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+MAX_JSON_DEPTH = 100  # deeper nesting is no file RefVideo writes, and would exhaust Python's recursion
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads`` for text from outside: ValueError with a readable reason for anything that is not
+    plain JSON (bad syntax, nesting deeper than :data:`MAX_JSON_DEPTH`, an integer of thousands of digits)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except RecursionError:
+        raise ValueError(f"it is nested more than {MAX_JSON_DEPTH} levels deep") from None
+    except ValueError as exc:  # e.g. "Exceeds the limit (4300 digits) for integer string conversion"
+        raise ValueError(str(exc).split(";")[0]) from None
+    stack, depth = [(data, 1)], 1
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"it is nested more than {MAX_JSON_DEPTH} levels deep")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return data
+
+
+def read_text_file(path: str | os.PathLike) -> str:
+    """A text file's contents as UTF-8 (a byte-order mark is allowed); ValueError naming the problem for
+    text in another encoding (UTF-16) or a binary file, OSError when it cannot be read."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        kind = "UTF-16 text" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "not UTF-8 text"
+        raise ValueError(f"it is {kind}; save it as UTF-8") from None
+
+
 def read_json(path: str | os.PathLike, *, what: str, fix: str) -> Any:
     """Read a JSON file or raise :class:`StorageError` that names the file and the fix."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_file(path)
     except FileNotFoundError:
         raise StorageError(f"the {what} file {path} does not exist.", fix=fix) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:
         raise StorageError(f"the {what} file {path} cannot be read ({exc}).", fix=fix) from None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise StorageError(
-            f"the {what} file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}).",
-            fix=fix,
-        ) from None
+        return parse_json(text)
+    except ValueError as exc:
+        raise StorageError(f"the {what} file {path} is not valid JSON ({exc}).", fix=fix) from None
 
 
 @cache

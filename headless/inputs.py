@@ -64,7 +64,8 @@ def point_inputs_at(workflow: dict[str, Any], renamed: dict[str, str]) -> list[t
     """Replace constant inputs equal to an original name by its stored name; list the changes."""
     changes = []
     for node_id, node in workflow.items():
-        for key, value in (node.get("inputs") or {}).items():
+        inputs = node.get("inputs") if isinstance(node, dict) else None
+        for key, value in (inputs if isinstance(inputs, dict) else {}).items():
             if isinstance(value, str) and value in renamed and renamed[value] != value:
                 node["inputs"][key] = renamed[value]
                 changes.append((node_id, key, renamed[value]))

@@ -25,7 +25,7 @@ from ..engine import host, ranks
 from ..engine.errors import GenerationError, InputError, RefVideoError, is_out_of_memory
 from ..engine.frames import image_batch, resize_frames
 from ..engine.paths import pack_version
-from ..engine.prompting import ComposedPrompt, compose_prompt
+from ..engine.prompting import ComposedPrompt, compose_prompt, typed_text
 from ..engine.ranks import OFF, Layout
 from ..engine.references.reference import MAX_REFERENCES, ROLES, Reference, ReferenceSet
 from ..engine.seeds import check_seed
@@ -49,7 +49,6 @@ log = logging.getLogger("refvideo")
 
 
 MAX_PROMPT_CHARS = 4000
-MAX_TEXT_CHARS = 4 * MAX_PROMPT_CHARS  # typed text, before runs of spaces are collapsed
 DEFAULT_CONTINUE_FRAMES = 8
 MAX_CONTINUE_FRAMES = 32
 
@@ -193,42 +192,18 @@ def check_references(references: Any) -> ReferenceSet:
     return references
 
 
-def _text(value: Any, name: str) -> str:
-    """Text as typed: refused when it is not text, longer than any prompt can be, or not writable as
-    UTF-8 (a lone surrogate), so the clip's metadata can always be written."""
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise InputError(f"expects text, got {type(value).__name__}.", input=name, fix="Type the text in.")
-    if len(value) > MAX_TEXT_CHARS:
-        raise InputError(f"the text is {len(value)} characters long.", input=name,
-                         fix=f"Keep it under {MAX_PROMPT_CHARS} characters (the text encoder reads about 512 tokens).")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InputError(f"holds a character that cannot be written as UTF-8 at position {exc.start}.", input=name,
-                         fix="Retype the text (it holds half of a character pair).") from None
-    return value
-
-
 def check_prompt(prompt: Any) -> str:
-    text = " ".join(_text(prompt, "prompt").split())
+    text = typed_text(prompt, "prompt", limit=MAX_PROMPT_CHARS,
+                      fix=f"Keep it under {MAX_PROMPT_CHARS} characters: the text encoder reads about 512 tokens; "
+                          "put lasting looks in a style skill.")
     if not text:
         raise InputError("the shot description is empty.", input="prompt",
                          fix="Describe the action and the camera, e.g. 'she turns to the window, slow dolly in'.")
-    if len(text) > MAX_PROMPT_CHARS:
-        raise InputError(f"the shot description is {len(text)} characters long.", input="prompt",
-                         fix=f"Keep it under {MAX_PROMPT_CHARS} characters: the text encoder reads about 512 tokens; "
-                             "put lasting looks in a style skill.")
     return text
 
 
 def check_negative_prompt(text: Any) -> str:
-    negative = " ".join(_text(text, "negative_prompt").split())
-    if len(negative) > MAX_PROMPT_CHARS:
-        raise InputError(f"the negative prompt is {len(negative)} characters long.", input="negative_prompt",
-                         fix=f"Keep it under {MAX_PROMPT_CHARS} characters: the text encoder reads about 512 tokens.")
-    return negative
+    return typed_text(text, "negative_prompt", limit=MAX_PROMPT_CHARS)
 
 
 def check_style(style: Any) -> StyleDirection | None:

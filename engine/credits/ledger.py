@@ -407,8 +407,14 @@ def _measure(value: Any, *, input: str, integer: bool = False) -> float | int | 
 
 
 def _reason(text: Any) -> str:
+    """A reason to keep with an entry: 1-500 characters that can be stored as UTF-8."""
     if not isinstance(text, str) or not text.strip() or len(text) > 500:
         raise InputError(f"{text!r} is not a reason.", input="reason", fix="Give a short text (1-500 characters).")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{text!r} holds bytes that are not text (not UTF-8).", input="reason",
+                         fix="Retype the reason in your terminal's UTF-8 text.") from None
     return text.strip()
 
 

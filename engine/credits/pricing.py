@@ -222,7 +222,12 @@ def estimate(*, model: Any = None, resolution: str, seconds: float, audio: bool 
     res_mult = table.resolution_multipliers[resolution]
     audio_mult = table.audio_multiplier if audio else 1.0
     factor = table.model_factor(name)
-    per_clip = _whole_credits(base * res_mult * audio_mult * factor)
+    raw = base * res_mult * audio_mult * factor
+    if not raw <= table.max_amount:  # also NaN and infinity, from prices pushed to their limits
+        raise InputError(f"one clip would cost {raw:g} credits under the prices of {table.source}, more than the "
+                         f"ledger accepts in one entry ({table.max_amount}).", input="pricing",
+                         fix="Correct the prices in the pricing file (or remove it to use the defaults).")
+    per_clip = _whole_credits(raw)
     total = per_clip * clips
     if total > table.max_amount:
         raise InputError(f"this plan costs {total} credits, more than the ledger accepts in one entry "

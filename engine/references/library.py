@@ -22,7 +22,7 @@ from .. import host
 from ..errors import InputError, StorageError
 from ..library import UNCHANGED, save_rule, stamps
 from ..paths import contained, pack_version
-from ..storage import atomic_path, atomic_write_json, is_partial, name_lock, read_json, validate_name
+from ..storage import atomic_path, atomic_write_json, check_target, is_partial, name_lock, read_json, validate_name
 from .images import from_uint8, pixels_sha256, read_image_file, to_uint8
 from .reference import MAX_REFERENCES, ROLES, Reference, ReferenceSet
 
@@ -78,7 +78,7 @@ def save_set(refset: ReferenceSet, name: str, *, overwrite: bool = False, backgr
     An existing set with the same content is left as it is; one with other content is only
     replaced with ``overwrite``.
     """
-    folder = set_folder(name, input_name=input_name)
+    folder = check_target(set_folder(name, input_name=input_name), folder=True, input_name=input_name)
     modes = backgrounds or ["off"] * len(refset)
     entries = [_entry(ref, mode) for ref, mode in zip(refset, modes)]
     with name_lock(folder.parent, folder.name):

@@ -34,6 +34,7 @@ from .encoder import DEFAULT_CRF, DEFAULT_FORMAT, DEFAULT_SPEED, FIT_AUDIO, Enco
 
 log = logging.getLogger("refvideo")
 DEFAULT_PREFIX = "RefVideo/clip"
+MAX_PREFIX_BYTES = 1024
 _PIL_FORMATS = {"webp"}  # animated WebP: FFmpeg cannot decode it, Pillow can
 MP4_STREAM_CODECS = frozenset({"h264", "hevc", "vp9", "av1", "aac", "opus", "mp3"})
 
@@ -339,6 +340,15 @@ def _prefix_place(filename_prefix: Any) -> tuple[Path, str, str]:
 def check_prefix(filename_prefix: Any) -> None:
     """Refuse a prefix that no clip could be written under (a part that is a file, a folder name too
     long for the file system), so that it is refused before anything renders or is charged."""
+    if isinstance(filename_prefix, str):
+        try:
+            size = len(filename_prefix.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InputError("holds a character no file name can have (half of a character pair).",
+                             input="filename_prefix", fix="Retype the prefix.") from None
+        if size > MAX_PREFIX_BYTES:
+            raise InputError(f"the prefix is {size} bytes long.", input="filename_prefix",
+                             fix=f"Keep it under {MAX_PREFIX_BYTES} bytes.")
     folder, _stem, subfolder = _prefix_place(filename_prefix)
     for name in subfolder.split("/") if subfolder else []:
         if len(os.fsencode(name)) > NAME_MAX_BYTES:

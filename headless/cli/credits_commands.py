@@ -11,6 +11,7 @@ from ...engine.credits.pricing import estimate
 from ...engine.errors import InputError
 from ...engine.number_text import exact_number
 from ...engine.sizes import RESOLUTIONS
+from ...engine.storage import check_target
 from .main import EXIT_OK, emit
 
 
@@ -114,6 +115,7 @@ def export_command(args: argparse.Namespace) -> int:
     target = Path(args.file).expanduser()
     if target.suffix.lower() != ".csv":
         raise InputError(f"'{args.file}' does not end in .csv.", input="FILE.csv", fix="Name a .csv file.")
+    check_target(target, input_name="FILE.csv")
     count = readable_ledger().export_csv(target, args.account)
     emit(args, {"file": str(target.resolve()), "entries": count}, f"Wrote {count} entries to {target.resolve()}.")
     return EXIT_OK
