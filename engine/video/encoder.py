@@ -46,6 +46,7 @@ FIT_AUDIO = "fit audio to video"
 FIT_VIDEO = "trim video to audio"
 AUDIO_FITS: tuple[str, ...] = (FIT_AUDIO, FIT_VIDEO)
 MAX_FPS = 240.0
+_REORDER_FRAMES = 64  # a decode timestamp further than this before its frame's is an encoder's garbage
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
@@ -100,6 +101,8 @@ class FormatPreset:
     alpha_options: Mapping[str, str] = field(default_factory=dict)
     codec_tag: str | None = None
     even_size: bool = False
+    min_size: int = 1  # the smallest width and height the codec encodes reliably; smaller frames are padded
+    max_fps: float = MAX_FPS  # the highest frame rate the container can time
     bt709: bool = False
     palette: str | None = None
     options: Mapping[str, str] = field(default_factory=dict)
@@ -131,7 +134,9 @@ class FormatPreset:
             extension=data.get("extension", ""), mime=data["mime"], kind=data.get("kind", "video"),
             codec=video["codec"], pix_fmt=video["pix_fmt"], alpha_pix_fmt=video.get("alpha_pix_fmt"),
             alpha_options={k: str(v) for k, v in (video.get("alpha_options") or {}).items()},
-            codec_tag=video.get("codec_tag"), even_size=bool(video.get("even_size")), bt709=bool(video.get("bt709")),
+            codec_tag=video.get("codec_tag"), even_size=bool(video.get("even_size")),
+            min_size=int(video.get("min_size", 1)), max_fps=float(video.get("max_fps", MAX_FPS)),
+            bt709=bool(video.get("bt709")),
             palette=video.get("palette"), options={k: str(v) for k, v in (video.get("options") or {}).items()},
             quality=QualityKnob(**video["quality"]) if video.get("quality") else None,
             speed_option=speed.get("option"), speed_values=speed.get("values") or {},
@@ -469,6 +474,19 @@ class _Writer:
     audio: Any = None
     track: _AudioTrack | None = None
     palette: _PaletteFilter | None = None
+    last_dts: int | None = None
+
+    def mux_video(self, packets: list[Any]) -> None:
+        """Mux encoded video packets, repairing a decode timestamp the encoder left unset or out of range
+        (libx265 sometimes does for clips of 1-2 frames, and the MP4 muxer then refuses the packet)."""
+        for packet in packets:
+            if packet.pts is not None:
+                window = _REORDER_FRAMES / (float(packet.time_base or 1 / self.rate) * float(self.rate))
+                if packet.dts is None or packet.dts > packet.pts or packet.dts < packet.pts - window or (
+                        self.last_dts is not None and packet.dts <= self.last_dts):
+                    packet.dts = packet.pts if self.last_dts is None else max(self.last_dts + 1, packet.pts)
+                self.last_dts = packet.dts
+            self.container.mux(packet)
 
     def prepare(self, rgb: np.ndarray, index: int) -> Any:
         """An encoder-ready frame: BT.709 YUV where the format says so (swscale, on the caller's thread)."""
@@ -483,7 +501,7 @@ class _Writer:
 
     def write_frame(self, frame: Any, index: int) -> None:
         for out in (self.palette(frame) if self.palette is not None else [frame]):
-            self.container.mux(self.video.encode(out))
+            self.mux_video(self.video.encode(out))
         if self.track is not None:
             self.write_audio(round((index + 1) * self.track.rate / self.rate))
 
@@ -505,8 +523,8 @@ class _Writer:
 
     def finish(self) -> None:
         for out in (self.palette(None) if self.palette is not None else []):
-            self.container.mux(self.video.encode(out))
-        self.container.mux(self.video.encode(None))
+            self.mux_video(self.video.encode(out))
+        self.mux_video(self.video.encode(None))
         if self.audio is not None and self.track is not None:
             self.write_audio(self.track.samples.shape[1])
             self.container.mux(self.audio.encode(None))
@@ -583,6 +601,9 @@ def encode_video(
     """
     preset = check_settings(format, crf, speed, audio_fit)
     clip = _check_clip(frames, fps, frame_count)
+    if clip.fps > preset.max_fps:
+        raise InputError(f"{preset.name} plays at most {preset.max_fps:g} frames per second, not {clip.fps:g}.",
+                         input="fps", fix=f"Give at most {preset.max_fps:g} fps, or choose another format.")
     warnings: list[str] = []
     track, count = _prepare_audio(audio, preset, clip, audio_fit, warnings)
     target = Path(target)
@@ -664,8 +685,12 @@ def _encode_into(tmp: Path, clip: _Clip, count: int, preset: FormatPreset, crf: 
     height, width, channels = first.shape
     alpha = channels == 4 and preset.alpha_pix_fmt is not None
     out_h, out_w = (_even(height), _even(width)) if preset.even_size else (height, width)
+    out_h, out_w = max(out_h, preset.min_size), max(out_w, preset.min_size)
     if (out_h, out_w) != (height, width):
-        warnings.append(f"{width}x{height} was padded to {out_w}x{out_h} ({preset.pix_fmt} needs even sizes).")
+        why = f"{preset.pix_fmt} needs even sizes" if preset.even_size else ""
+        if min(height, width) < preset.min_size:
+            why += f"{' and ' if why else ''}{preset.codec} needs at least {preset.min_size}x{preset.min_size}"
+        warnings.append(f"{width}x{height} was padded to {out_w}x{out_h} ({why}).")
     if channels == 4 and not alpha:
         warnings.append(f"{preset.name} has no transparency; RGBA frames were composited over black.")
     converter = _FrameConverter(height, width, channels, out_h, out_w, alpha)
