@@ -10,8 +10,15 @@ Charging has two phases. :meth:`Ledger.reserve` holds the price of a clip (refus
 available credits, balance minus holds, do not cover it); :meth:`Reservation.commit` turns
 the hold into a charge once the frames exist, with the clip's generation info and metering;
 :meth:`Reservation.release` returns it on failure or interrupt. A reservation settles once:
-later calls are no-ops. A reservation records its owner process (pid and start time) and an
-expiry; when a ledger is opened, holds of owners that have died, and expired holds, are released.
+later calls are no-ops. :meth:`Ledger.refund` returns a charge whose clip never reached a file,
+once, as a ``refund`` entry linked to the charge. A reservation records its owner process (host,
+boot, PID namespace, pid and start time) and an expiry; when a ledger is opened, holds of owners
+known to have died, and expired holds, are released (an owner this process cannot see, e.g. in
+another container, only by expiry).
+
+Opening checks the file: another program's SQLite file is refused, the safeguard triggers must
+be present, and each account's last entries and totals must agree with its history. Where the
+ledger's folder cannot be written, :func:`readable_ledger` opens it for reading only.
 """
 
 from __future__ import annotations
