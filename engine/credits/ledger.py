@@ -588,10 +588,8 @@ class Ledger:
         missing = [name for name in _GUARDS if not self._has(conn, "trigger", name)]
         if missing:
             raise self._damaged(f"its safeguard {missing[0]} was removed, so its history cannot be trusted")
-        rows = conn.execute(
-            "SELECT a.name, (SELECT COALESCE(SUM(amount), 0) FROM entries WHERE account = a.name), "
-            "(SELECT COALESCE(SUM(held), 0) FROM entries WHERE account = a.name) FROM accounts a").fetchall()
-        for account, balance, held in rows:
+        rows = conn.execute("SELECT account, SUM(amount), SUM(held) FROM entries GROUP BY account").fetchall()
+        for account, balance, held in rows:  # one pass over the history, in the account index's order
             last = conn.execute("SELECT id, amount, held, balance_after, held_after FROM entries WHERE account = ? "
                                 "ORDER BY id DESC LIMIT ?", (account, _OPEN_CHECK_ENTRIES)).fetchall()
             if last and (last[0]["balance_after"], last[0]["held_after"]) != (balance, held):
