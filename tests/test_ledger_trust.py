@@ -111,3 +111,18 @@ def test_a_ledger_from_before_refunds_gains_their_table_on_open():
     reopened = Ledger(ledger.path)
     charge = reopened.history()[-1]
     assert reopened.refund(charge.id, "test").refund_of == charge.id
+
+
+def test_a_commit_is_never_refused_for_the_size_of_its_record():
+    ledger = Ledger()
+    ledger.topup("default", 1000)
+    info = {"seed": 7, "negative_prompt": "x" * 3_000_000, "warnings": ["w"] * 10}
+    charge = ledger.reserve("default", 300, reason="clip").commit(generation_info=info, wall_seconds=1.0)
+    stored = charge.to_dict()["generation_info"] if charge.generation_info else None
+    assert charge.amount == -300 and ledger.balance().balance == 700
+    assert stored["seed"] == 7 and len(charge.generation_info) <= 1_000_000
+    assert stored["negative_prompt"].endswith("more characters]")
+    huge = {f"k{i}": "y" * 19_000 for i in range(200)}  # too big even with every text shortened
+    charge = ledger.reserve("default", 300, reason="clip").commit(generation_info=huge, wall_seconds=1.0)
+    record = charge.to_dict()["generation_info"]
+    assert record["truncated"] is True and len(record["sha256"]) == 64 and ledger.balance().balance == 400
