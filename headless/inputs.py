@@ -8,6 +8,7 @@ original are pointed at the stored name, so nothing in the input folder is overw
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,12 @@ def stored_name(folder: Path, source: Path) -> tuple[str, bool]:
         counter += 1
         candidate = f"{stem} ({counter}){ext}"
     return candidate, False
+
+
+def same_file_as(source: Path) -> Callable[[Path], bool]:
+    """Whether a path holds the same bytes as ``source`` (an identical copy is reused, not duplicated)."""
+    digest = file_sha256(source)
+    return lambda path: path.is_file() and file_sha256(path) == digest
 
 
 def input_files(files: list[str]) -> list[Path]:
@@ -51,9 +58,7 @@ def bring_inputs(files: list[str], folder: Path) -> dict[str, str]:
         folder.mkdir(parents=True, exist_ok=True)
         name, present = stored_name(folder, source)
         if not present:
-            digest = file_sha256(source)
-            with staged(folder / name, exclusive=True,
-                        taken=lambda path, digest=digest: path.is_file() and file_sha256(path) == digest) as staging:
+            with staged(folder / name, exclusive=True, taken=same_file_as(source)) as staging:
                 staging.tmp.write_bytes(source.read_bytes())
             name = staging.path.name
         renamed[source.name] = name

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from refvideo import NODE_CLASS_MAPPINGS
 from refvideo.engine.paths import API_WORKFLOWS_DIR, WORKFLOWS_DIR
 from refvideo.headless.cli import main

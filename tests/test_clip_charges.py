@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from refvideo.engine import host
 from refvideo.engine.credits import clip_charges
-from refvideo.engine.errors import InputError, RefVideoError
 from refvideo.engine.credits.ledger import Ledger, shared_ledger
+from refvideo.engine.errors import InputError, RefVideoError
 from refvideo.nodes.video_encode import VideoEncode
 from test_credit_meter_node import sample, tiny_setup
 

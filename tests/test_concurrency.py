@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 import synthetic_references as synth
 from refvideo.engine import host
 from refvideo.engine.credits.ledger import Ledger
@@ -60,7 +61,7 @@ def test_runs_at_once_keep_their_own_files_inputs_and_charges(tmp_path, refvideo
         procs.append(cli("run", str(workflow), "--input", str(source), "--set", f"4.seed={seed}", "--output-dir",
                          str(out), "--json", home=refvideo_home))
     results = [p.communicate(timeout=600) for p in procs]
-    for proc, (stdout, stderr) in zip(procs, results):
+    for proc, (_, stderr) in zip(procs, results):
         assert proc.returncode == 0, stderr
     files = sorted((out / "shots").glob("clip_*.mp4"))
     assert len(files) == RUNS and sorted(json.loads(o)["outputs"][0]["files"][0] for o, _ in results) == \

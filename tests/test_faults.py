@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from refvideo.engine.credits.ledger import Ledger
 from refvideo.engine.storage import is_partial
 from refvideo.engine.video.manifest import MANIFEST_KEY, read_metadata

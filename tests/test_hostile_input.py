@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from refvideo.engine import host
 from refvideo.engine.credits.ledger import Ledger
 from refvideo.engine.credits.pricing import estimate, load_pricing
@@ -115,6 +116,7 @@ def test_saved_sets(content):
 
 def test_a_saved_set_with_a_huge_matte_is_refused_before_decoding_it():
     from PIL import Image
+
     from refvideo.engine.references.library import save_set
     from refvideo.engine.references.reference import Reference, ReferenceSet
 
@@ -172,7 +174,8 @@ def test_png_sequence_metadata(tmp_path, content):
 @given(tag=st.builds(lambda v: json.dumps(v), JSON) | st.text(max_size=50))
 def test_clip_metadata_read_by_refvideo_info(tmp_path, capsys, tag):
     path = tmp_path / "clip.mp4"
-    encode_video(np.zeros((1, 16, 16, 3), np.float32), 8.0, path, metadata={manifest.MANIFEST_KEY: tag}, speed="ultrafast")
+    encode_video(np.zeros((1, 16, 16, 3), np.float32), 8.0, path, metadata={manifest.MANIFEST_KEY: tag},
+                 speed="ultrafast")
     assert main(["info", str(path), "--json"]) in (0, 2)
     capsys.readouterr()
 

@@ -7,9 +7,10 @@ import os
 import sqlite3
 
 import pytest
-from refvideo.headless.cli.main import main
-from refvideo.engine.errors import StorageError, WriteFailed
+
 from refvideo.engine.credits.ledger import Ledger, readable_ledger
+from refvideo.engine.errors import StorageError, WriteFailed
+from refvideo.headless.cli.main import main
 
 
 def filled(path=None) -> Ledger:

@@ -145,6 +145,7 @@ def test_blank_images_are_refused_as_blank_and_nothing_else():
 
 def test_nan_or_infinite_pixels_in_a_float_tiff_blacken_only_themselves(tmp_path):
     from PIL import Image
+
     from refvideo.engine.references.images import read_image_file
 
     values = np.tile(np.linspace(0.0, 1.0, 256, dtype=np.float32), (256, 1))

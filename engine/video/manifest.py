@@ -100,7 +100,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
             raise InputError(f"{sidecar} cannot be read ({exc}).", input="file",
                              fix="Give a clip written by VideoEncode.") from None
         if not isinstance(data, dict):
-            raise InputError(f"{sidecar} is not a JSON object.", input="file", fix="Give a clip written by VideoEncode.")
+            raise InputError(f"{sidecar} is not a JSON object.", input="file",
+                             fix="Give a clip written by VideoEncode.")
         return {str(k).lower(): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
     if not path.is_file():
         raise InputError(f"{path} does not exist.", input="file", fix="Give the path of a clip written by VideoEncode.")

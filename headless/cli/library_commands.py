@@ -103,7 +103,8 @@ def list_sets_command(args: argparse.Namespace) -> int:
 def show_set_command(args: argparse.Namespace) -> int:
     manifest = set_manifest(args.name)
     times = f"created {manifest.get('created')}, updated {manifest.get('updated')}"
-    lines = [f"{manifest.get('name') or args.name} ({manifest['folder']})", f"{times}, pack {manifest.get('pack_version')}"]
+    lines = [f"{manifest.get('name') or args.name} ({manifest['folder']})",
+             f"{times}, pack {manifest.get('pack_version')}"]
     for i, ref in enumerate(manifest["references"], 1):
         label = f" '{ref['label']}'" if ref["label"] else ""
         lines.append(f"{i}. {ref['role']}{label}: {ref['source']}, background {ref.get('background', OFF)}, "
