@@ -127,3 +127,31 @@ def test_a_commit_is_never_refused_for_the_size_of_its_record():
     charge = ledger.reserve("default", 300, reason="clip").commit(generation_info=huge, wall_seconds=1.0)
     record = charge.to_dict()["generation_info"]
     assert record["truncated"] is True and len(record["sha256"]) == 64 and ledger.balance().balance == 400
+
+
+def test_a_hold_whose_owner_this_process_cannot_see_is_kept_until_it_expires():
+    import socket
+    import time as clock
+
+    from refvideo.engine.credits.ledger import Owner
+
+    ledger = Ledger()
+    ledger.topup("default", 1000)
+    boot, namespace, _ = Owner.current().start.split(":")
+    with sqlite3.connect(ledger.path) as conn:  # pid 1 of a container that shares this host's name
+        for rid, start, expires in (("container", f"{boot}:{int(namespace) + 1}:5", clock.time() + 3600),
+                                    ("mine-dead", f"{boot}:{namespace}:5", clock.time() + 3600),
+                                    ("container-expired", f"{boot}:{int(namespace) + 1}:5", clock.time() - 1)):
+            conn.execute("INSERT INTO reservations(id, account, amount, created, expires, owner_pid, owner_start, "
+                         "owner_host, plan) VALUES (?, 'default', 100, 0, ?, 1, ?, ?, '{}')",
+                         (rid, expires, start, socket.gethostname()))
+            balance, held = conn.execute("SELECT balance_after, held_after FROM entries ORDER BY id DESC LIMIT 1"
+                                         ).fetchone()
+            conn.execute("INSERT INTO entries(time, account, kind, amount, held, balance_after, held_after, reason, "
+                         "reservation_id) VALUES (0, 'default', 'reserve', 0, 100, ?, ?, 'clip', ?)",
+                         (balance, held + 100, rid))
+    ledger.close()
+    reopened = Ledger(ledger.path)
+    released = {e.reservation_id: e.reason for e in reopened.history() if e.kind == "release"}
+    assert set(released) == {"mine-dead", "container-expired"}  # pid 1 here is alive, but not that owner
+    assert reopened.balance().held == 100 and [r["id"] for r in reopened.open_reservations()] == ["container"]
