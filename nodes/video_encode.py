@@ -14,7 +14,10 @@ from ..engine.video.encoder import (
     FIT_AUDIO,
     MAX_FPS,
     SPEEDS,
+    check_fps,
+    check_rate_for,
     format_names,
+    get_format,
 )
 from .common import CATEGORY, with_ui
 
@@ -70,13 +73,21 @@ class VideoEncode:
                    "generation info and the ComfyUI workflow in its metadata, and previews it in the node.")
 
     @classmethod
-    def VALIDATE_INPUTS(cls, filename_prefix: str | None = None) -> bool | str:
-        """Checked before the workflow runs (before any credits are reserved): the clip must be writable."""
-        if filename_prefix is not None:
-            try:
+    def VALIDATE_INPUTS(cls, filename_prefix: str | None = None, fps: float | None = None,
+                        format: str | None = None) -> bool | str:
+        """Checked before the workflow runs (before any credits are reserved): the clip must be writable
+        under the prefix, and a constant fps must suit the format (GIF times frames in 1/100 s).
+        Linked inputs are not known yet; the encoder checks them before it writes."""
+        try:
+            if filename_prefix is not None:
                 files.check_prefix(filename_prefix)
-            except InputError as exc:
-                return str(exc)
+            preset = get_format(format) if format is not None else None
+            if fps is not None:
+                rate = check_fps(fps)
+                if preset is not None:
+                    check_rate_for(preset, rate)
+        except InputError as exc:
+            return str(exc)
         return True
 
     def encode(self, frames: Any, fps: float, filename_prefix: str, format: str, crf: int, preset: str,

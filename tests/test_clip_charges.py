@@ -136,3 +136,11 @@ def test_a_prompt_that_cannot_be_written_as_utf8_is_refused_before_the_reservati
                                  seed=1, steps=2, resolution="144p", duration=5.0, budget=budget)
     assert info.value.input == "negative_prompt"
     assert kinds() == ["topup"]  # nothing was reserved
+
+
+def test_a_constant_frame_rate_the_format_cannot_time_is_refused_before_anything_runs():
+    assert "at most 100 frames per second" in VideoEncode.VALIDATE_INPUTS(fps=200.0, format="gif")
+    assert VideoEncode.VALIDATE_INPUTS(fps=200.0, format="mp4-h264") is True
+    assert "frames per second is not usable" in VideoEncode.VALIDATE_INPUTS(fps=0.0, format="gif")
+    assert "not a known format" in VideoEncode.VALIDATE_INPUTS(format="avi")
+    assert VideoEncode.VALIDATE_INPUTS(format="gif") is True  # fps linked: the encoder checks it before writing

@@ -218,6 +218,13 @@ def check_fps(fps: Any, *, input_name: str = "fps") -> float:
     return value
 
 
+def check_rate_for(preset: FormatPreset, fps: float) -> None:
+    """Refuse a frame rate the format cannot time (GIF counts in 1/100 s), before anything is written."""
+    if fps > preset.max_fps:
+        raise InputError(f"{preset.name} plays at most {preset.max_fps:g} frames per second, not {fps:g}.",
+                         input="fps", fix=f"Give at most {preset.max_fps:g} fps, or choose another format.")
+
+
 def frame_shape(frames: Any, *, input_name: str = "frames", frame_count: int | None = None) -> tuple[int, ...]:
     """``(count, height, width, channels)`` of an IMAGE batch, array or sequence, without copying it."""
     shape = getattr(frames, "shape", None)
@@ -601,9 +608,7 @@ def encode_video(
     """
     preset = check_settings(format, crf, speed, audio_fit)
     clip = _check_clip(frames, fps, frame_count)
-    if clip.fps > preset.max_fps:
-        raise InputError(f"{preset.name} plays at most {preset.max_fps:g} frames per second, not {clip.fps:g}.",
-                         input="fps", fix=f"Give at most {preset.max_fps:g} fps, or choose another format.")
+    check_rate_for(preset, clip.fps)
     warnings: list[str] = []
     track, count = _prepare_audio(audio, preset, clip, audio_fit, warnings)
     target = Path(target)
