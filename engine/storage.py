@@ -410,7 +410,9 @@ def place_new(tmp: Path, target: Path, *, taken: Callable[[Path], bool] | None =
             _remove(tmp)
             return target
         try:
-            if tmp.is_dir():
+            if tmp.is_dir() and os.name == "nt":
+                os.rename(tmp, target)  # Windows never replaces on rename: FileExistsError when taken
+            elif tmp.is_dir():
                 os.mkdir(target)
                 os.replace(tmp, target)  # onto the empty folder this writer just created
             else:
