@@ -74,6 +74,16 @@ class GenerationError(RefVideoError):
     """A failure while running a model or encoder (CLI exit code 1)."""
 
 
+class Terminated(KeyboardInterrupt):
+    """The process was asked to end (SIGTERM, SIGHUP): unwinds like Ctrl-C, so nothing half-written or
+    held is left behind; the exit code is 128 + the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"Stopped by signal {signum}; no partial output was kept.")
+
+
 class Interrupted(RuntimeError):
     """The user stopped the run (Ctrl-C in the CLI); nothing half-written is left behind."""
 

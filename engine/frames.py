@@ -69,6 +69,9 @@ def image_batch(value: Any, *, input_name: str) -> np.ndarray:
     return array
 
 
+MAX_SAMPLE_RATE = 768_000
+
+
 def audio_to_numpy(audio: Any, *, input_name: str = "audio") -> tuple[np.ndarray, int]:
     """A ComfyUI AUDIO dict as ``(samples [C, T] float32, sample_rate)`` (first batch item)."""
     from .errors import InputError
@@ -81,10 +84,13 @@ def audio_to_numpy(audio: Any, *, input_name: str = "audio") -> tuple[np.ndarray
         wave = wave[0]
     elif wave.ndim == 1:
         wave = wave[None]
-    rate = int(audio["sample_rate"])
-    if wave.ndim != 2 or rate <= 0:
-        raise InputError(f"audio waveform shaped {tuple(wave.shape)} at {rate} Hz is not usable.", input=input_name,
-                         fix="Give a waveform [batch, channels, samples] and a positive sample rate.")
+    raw_rate = audio["sample_rate"]
+    whole = isinstance(raw_rate, (int, np.integer)) or (isinstance(raw_rate, float) and raw_rate.is_integer())
+    rate = int(raw_rate) if whole and not isinstance(raw_rate, bool) else 0  # NaN, inf, 44100.5, text: refused
+    if wave.ndim != 2 or not 0 < rate <= MAX_SAMPLE_RATE:
+        raise InputError(f"audio waveform shaped {tuple(wave.shape)} at {raw_rate!r} Hz is not usable.",
+                         input=input_name, fix="Give a waveform [batch, channels, samples] and a whole sample rate "
+                                               f"up to {MAX_SAMPLE_RATE}.")
     return wave, rate
 
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
+from .errors import InputError
 from .references.reference import Reference
 from .style import StyleDirection
 
@@ -28,6 +30,28 @@ ROLE_PHRASES: dict[str, tuple[str, str]] = {
     "environment": ("set in", "the environment"),
 }
 STYLE_ROLE = "style"
+
+
+def typed_text(value: Any, name: str, *, limit: int, fix: str | None = None) -> str:
+    """Text as typed, with runs of white space made one space; refused (naming input ``name``) when it is
+    not text, is longer than ``limit`` characters, or cannot be written as UTF-8 (a lone surrogate, which
+    no file's metadata can hold). None is empty text."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InputError(f"expects text, got {type(value).__name__}.", input=name, fix="Type the text in.")
+    fix = fix or f"Keep it under {limit} characters (the text encoder reads about 512 tokens)."
+    if len(value) > 4 * limit:  # bounded work before any splitting
+        raise InputError(f"the text is {len(value)} characters long.", input=name, fix=fix)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"holds a character that cannot be written as UTF-8 at position {exc.start}.", input=name,
+                         fix="Retype the text (it holds half of a character pair).") from None
+    text = " ".join(value.split())
+    if len(text) > limit:
+        raise InputError(f"the text is {len(text)} characters long.", input=name, fix=fix)
+    return text
 
 
 @dataclass(frozen=True)

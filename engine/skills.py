@@ -19,7 +19,7 @@ from . import host, ranks
 from .errors import InputError, StorageError
 from .library import UNCHANGED, optional_name, report_line, save_rule, stamps
 from .paths import contained, pack_version
-from .storage import atomic_write_json, read_json, validate_name
+from .storage import atomic_write_json, check_target, name_lock, read_json, validate_name
 from .style import StyleDirection
 
 KIND = "style skill"
@@ -83,16 +83,17 @@ def direction(style: str = "", negative: str = "", camera: str = "", *, name: st
 def save_skill(style: StyleDirection, name: str, *, overwrite: bool = False,
                input_name: str = "save_as") -> tuple[Path, str]:
     """Save ``style`` as skill ``name``; returns the file and what happened (saved/replaced/unchanged)."""
-    path = skill_path(name, input_name=input_name)
+    path = check_target(skill_path(name, input_name=input_name), input_name=input_name)
     cleaned = path.name[: -len(SUFFIX)]
     content = {"style": style.style, "negative": style.negative, "camera": style.camera,
                "defaults": check_defaults(style.defaults, where=f"skill '{cleaned}'")}
-    previous, status = save_rule(path, lambda: _read(path, cleaned),
-                                 lambda old: {k: old.get(k) for k in content} == content, kind=KIND, name=cleaned,
-                                 overwrite=overwrite, input_name=input_name)
-    if status != UNCHANGED:
-        atomic_write_json(path, {"format": FORMAT, "name": cleaned, "pack_version": pack_version(),
-                                 **stamps(previous), **content})
+    with name_lock(path.parent, path.name):  # the check and the write together: one save of a name at a time
+        previous, status = save_rule(path, lambda: _read(path, cleaned),
+                                     lambda old: {k: old.get(k) for k in content} == content, kind=KIND,
+                                     name=cleaned, overwrite=overwrite, input_name=input_name)
+        if status != UNCHANGED:
+            atomic_write_json(path, {"format": FORMAT, "name": cleaned, "pack_version": pack_version(),
+                                     **stamps(previous), **content})
     return path, status
 
 
@@ -110,6 +111,8 @@ def _read(path: Path, name: str) -> dict:
     for key in TEXT_FIELDS:
         if not isinstance(data.get(key, ""), str):
             raise corrupt(f"'{key}' is not text")
+        if len(data.get(key, "")) > MAX_TEXT:
+            raise corrupt(f"'{key}' is {len(data[key])} characters long (at most {MAX_TEXT})")
     try:
         check_defaults(data.get("defaults", {}), where=f"skill '{name}'")
     except InputError as exc:

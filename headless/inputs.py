@@ -8,11 +8,12 @@ original are pointed at the stored name, so nothing in the input folder is overw
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..engine.errors import InputError
-from ..engine.storage import atomic_write_bytes, file_sha256
+from ..engine.storage import file_sha256, staged
 
 
 def stored_name(folder: Path, source: Path) -> tuple[str, bool]:
@@ -28,6 +29,12 @@ def stored_name(folder: Path, source: Path) -> tuple[str, bool]:
     return candidate, False
 
 
+def same_file_as(source: Path) -> Callable[[Path], bool]:
+    """Whether a path holds the same bytes as ``source`` (an identical copy is reused, not duplicated)."""
+    digest = file_sha256(source)
+    return lambda path: path.is_file() and file_sha256(path) == digest
+
+
 def input_files(files: list[str]) -> list[Path]:
     """The ``--input`` files as paths, refusing any that is not a readable file."""
     paths = []
@@ -41,13 +48,19 @@ def input_files(files: list[str]) -> list[Path]:
 
 
 def bring_inputs(files: list[str], folder: Path) -> dict[str, str]:
-    """Copy each file into ``folder``; return ``{original name: stored name}``."""
+    """Copy each file into ``folder``; return ``{original name: stored name}``.
+
+    The stored name is claimed without replacing anything: when another run stores a different
+    file of that name at the same moment, this one takes the next ``name (N).ext``.
+    """
     renamed: dict[str, str] = {}
     for source in input_files(files):
         folder.mkdir(parents=True, exist_ok=True)
         name, present = stored_name(folder, source)
         if not present:
-            atomic_write_bytes(folder / name, source.read_bytes())
+            with staged(folder / name, exclusive=True, taken=same_file_as(source)) as staging:
+                staging.tmp.write_bytes(source.read_bytes())
+            name = staging.path.name
         renamed[source.name] = name
     return renamed
 
@@ -56,7 +69,8 @@ def point_inputs_at(workflow: dict[str, Any], renamed: dict[str, str]) -> list[t
     """Replace constant inputs equal to an original name by its stored name; list the changes."""
     changes = []
     for node_id, node in workflow.items():
-        for key, value in (node.get("inputs") or {}).items():
+        inputs = node.get("inputs") if isinstance(node, dict) else None
+        for key, value in (inputs if isinstance(inputs, dict) else {}).items():
             if isinstance(value, str) and value in renamed and renamed[value] != value:
                 node["inputs"][key] = renamed[value]
                 changes.append((node_id, key, renamed[value]))

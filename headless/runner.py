@@ -10,7 +10,6 @@ absent, outputs are lists, ``OUTPUT_IS_LIST`` fans out and ``INPUT_IS_LIST`` gat
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import uuid
 from collections.abc import Callable, Mapping
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..engine import host, ranks
 from ..engine.errors import InputError, RefVideoError
 from ..engine.paths import API_WORKFLOWS_DIR, WORKFLOWS_DIR, is_within
+from ..engine.storage import parse_json, read_text_file
 from .graph import dependency_order
 from .schema import InputSpec, NodeSchema, coerce, node_schema, parse_text_value, types_match
 
@@ -98,15 +98,17 @@ def load_workflow(source: str | os.PathLike) -> Workflow:
     """Read an API-format workflow file; refuse malformed JSON and UI-format files clearly."""
     path = Path(source)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_file(path)
     except OSError as exc:
         raise InputError(f"cannot read the workflow file {path} ({exc.strerror or exc}).", input="workflow",
                          fix="Give the path of an API-format workflow JSON file.") from None
+    except ValueError as exc:
+        raise InputError(f"cannot read the workflow file {path}: {exc}.", input="workflow",
+                         fix="Give the path of an API-format workflow JSON file saved as UTF-8.") from None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise WorkflowInvalid([Problem("malformed_json", f"{path} is not valid JSON: {exc.msg} at line "
-                                       f"{exc.lineno}, column {exc.colno}.")]) from None
+        data = parse_json(text)
+    except ValueError as exc:
+        raise WorkflowInvalid([Problem("malformed_json", f"{path} is not valid JSON: {exc}.")]) from None
     return as_api_workflow(data, path)
 
 
@@ -164,8 +166,9 @@ def validate(workflow: Workflow, classes: Mapping[str, type[NodeClass]],
     problems: list[Problem] = []
     known: dict[str, type[NodeClass]] = {}
     for node_id, node in workflow.items():
-        if not isinstance(node, dict) or "class_type" not in node:
-            problems.append(Problem("malformed_node", "each node needs \"class_type\" and \"inputs\".", node_id))
+        if not isinstance(node, dict) or not isinstance(node.get("class_type"), str):
+            problems.append(Problem("malformed_node", "each node needs \"class_type\" (a node class name) and "
+                                    "\"inputs\".", node_id))
             continue
         if not isinstance(node.get("inputs", {}), dict):
             problems.append(Problem("malformed_node", "\"inputs\" must be an object.", node_id, node["class_type"]))
@@ -420,7 +423,12 @@ def apply_overrides(workflow: Workflow, overrides: list[str], classes: Mapping[s
             problems.append(Problem("bad_override", f"--set names node {node_id}, which is not in the workflow "
                                     f"(its nodes: {', '.join(sorted(workflow, key=_id_key))}).", node_id))
             continue
-        cls = classes.get(str(node.get("class_type")))
+        if not isinstance(node, dict) or not isinstance(node.get("inputs", {}), dict):
+            problems.append(Problem("bad_override", f"--set names node {node_id}, which is not a node with "
+                                    "\"inputs\" in this workflow.", node_id))
+            continue
+        class_type = node.get("class_type")
+        cls = classes.get(class_type) if isinstance(class_type, str) else None
         specs = node_schema(cls).inputs if cls is not None else {}
         spec = specs.get(name)
         if spec is None:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..nodes.common import NodeClass
+
+from ..engine.number_text import exact_number, whole_number
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 
@@ -92,21 +95,25 @@ def coerce(spec: InputSpec, value: Any) -> tuple[Any, str | None]:
     if spec.type == "INT":
         if isinstance(value, bool):
             return value, f"expects an integer, got {value!r}"
-        try:
-            number = float(value) if isinstance(value, str) else value
-            if isinstance(number, float) and (not math.isfinite(number) or not number.is_integer()):
-                raise ValueError
-            converted = int(number)
-        except (TypeError, ValueError):
-            return value, f"expects an integer, got {value!r}"
+        number = exact_number(value) if isinstance(value, str) else value
+        if isinstance(number, Decimal):
+            number = whole_number(number)
+        if isinstance(number, float) and math.isfinite(number) and number.is_integer():
+            number = int(number)
+        if isinstance(number, bool) or not isinstance(number, int):
+            return value, f"expects an integer, got {_shown(value)}"
+        converted = number
         return converted, _range_problem(converted, opts)
     if spec.type == "FLOAT":
         if isinstance(value, bool):
             return value, f"expects a number, got {value!r}"
+        number = exact_number(value) if isinstance(value, str) else value
+        if isinstance(number, bool) or not isinstance(number, (int, float, Decimal)):
+            return value, f"expects a number, got {_shown(value)}"
         try:
-            real = float(value)
-        except (TypeError, ValueError):
-            return value, f"expects a number, got {value!r}"
+            real = float(number)
+        except OverflowError:
+            real = math.inf
         if not math.isfinite(real):
             return value, f"expects a finite number, got {value!r}"
         return real, _range_problem(real, opts)
@@ -115,8 +122,8 @@ def coerce(spec: InputSpec, value: Any) -> tuple[Any, str | None]:
             return value, None
         return value, f"expects true or false, got {value!r}"
     if spec.type == "STRING":
-        if isinstance(value, (dict, list)):
-            return value, f"expects text, got {type(value).__name__}"
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            return value, f"expects text, got {'null' if value is None else type(value).__name__}"
         return str(value), None
     if spec.type == "COMBO":
         choices = spec.choices or []
@@ -147,12 +154,20 @@ def parse_text_value(spec: InputSpec, text: str) -> Any:
             return False
         return text
     if spec.type in ("INT", "FLOAT"):
-        try:
-            number = float(text)
-        except ValueError:
-            return text
-        return int(number) if spec.type == "INT" and number.is_integer() else number
+        number = exact_number(text)
+        if number is None:
+            return text  # not a number: coerce() names the problem
+        if spec.type == "INT":
+            whole = whole_number(number) if isinstance(number, Decimal) else number
+            return text if whole is None else whole
+        return float(number)
     return text
+
+
+def _shown(value: Any) -> str:
+    """A value as a problem message shows it: at most 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def validator_inputs(node_class: type[NodeClass]) -> set[str]:

@@ -28,7 +28,7 @@ from ..engine.errors import GenerationError, InputError, RefVideoError, is_out_o
 from ..engine.frames import image_batch, resize_frames
 from ..engine.memory_plan import MemoryDecision, decide
 from ..engine.paths import pack_version
-from ..engine.prompting import ComposedPrompt, compose_prompt
+from ..engine.prompting import ComposedPrompt, compose_prompt, typed_text
 from ..engine.ranks import OFF, Layout
 from ..engine.references.reference import MAX_REFERENCES, ROLES, Reference, ReferenceSet
 from ..engine.seeds import check_seed
@@ -145,7 +145,7 @@ def prepare(inputs: SamplerInputs) -> Job:
     first = check_frames_input(continuation(inputs.first_frames, inputs.continue_frames), plan, "first_frames")
     control = check_frames_input(inputs.control_video, plan, "control_video")
     camera = parse_camera(prompt, style, refs)
-    negative = _text(inputs.negative_prompt, "negative_prompt").strip() or _family(spec).get("default_negative", "")
+    negative = check_negative_prompt(inputs.negative_prompt) or _family(spec).get("default_negative", "")
     composed = compose_prompt(prompt, refs, style, roles=spec.roles, camera_phrase=camera.phrase,
                               negative=negative)
     pasted = sum(1 for r in refs if r.role in spec.roles)
@@ -197,24 +197,18 @@ def check_references(references: object) -> ReferenceSet:
     return references
 
 
-def _text(value: Any, name: str) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise InputError(f"expects text, got {type(value).__name__}.", input=name, fix="Type the text in.")
-    return value
-
-
 def check_prompt(prompt: Any) -> str:
-    text = " ".join(_text(prompt, "prompt").split())
+    text = typed_text(prompt, "prompt", limit=MAX_PROMPT_CHARS,
+                      fix=f"Keep it under {MAX_PROMPT_CHARS} characters: the text encoder reads about 512 tokens; "
+                          "put lasting looks in a style skill.")
     if not text:
         raise InputError("the shot description is empty.", input="prompt",
                          fix="Describe the action and the camera, e.g. 'she turns to the window, slow dolly in'.")
-    if len(text) > MAX_PROMPT_CHARS:
-        raise InputError(f"the shot description is {len(text)} characters long.", input="prompt",
-                         fix=f"Keep it under {MAX_PROMPT_CHARS} characters: the text encoder reads about 512 tokens; "
-                             "put lasting looks in a style skill.")
     return text
+
+
+def check_negative_prompt(text: object) -> str:
+    return typed_text(text, "negative_prompt", limit=MAX_PROMPT_CHARS)
 
 
 def check_style(style: object) -> StyleDirection | None:
@@ -473,10 +467,15 @@ def _commit(reservation: CreditHold, info: dict, wall: float) -> None:
     on_gpu = str((info.get("peak_memory") or {}).get("device", "")).startswith("cuda")
     gpu = info["timings"].get("render_s") if on_gpu else None
     try:
-        reservation.commit(generation_info=info, wall_seconds=wall, gpu_seconds=gpu, peak_vram_bytes=peak)
+        charge = reservation.commit(generation_info=info, wall_seconds=wall, gpu_seconds=gpu, peak_vram_bytes=peak)
     except RefVideoError as exc:
         log.error("RefVideo: the clip was made but could not be charged (%s).", exc)
         info.setdefault("warnings", []).append(f"credits not charged: {exc}")
+        return
+    if charge is not None:  # VideoEncode refunds it if the clip never reaches a file
+        from ..engine.credits.clip_charges import CREDITS_KEY, charge_record
+
+        info[CREDITS_KEY] = charge_record(charge)
 
 
 def _render(job: Job, backend: VideoBackend) -> RenderResult:

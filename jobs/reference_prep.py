@@ -21,6 +21,7 @@ from ..engine import host, ranks
 from ..engine.errors import InputError
 from ..engine.frames import fit_box
 from ..engine.library import optional_name, report_line
+from ..engine.prompting import typed_text
 from ..engine.references.images import (
     NONE,
     LoadedImage,
@@ -86,9 +87,11 @@ def check_inputs(slots: list[ReferenceInput]) -> list[ReferenceInput]:
         if slot.role not in ROLES:
             raise InputError(f"'{slot.role}' is not a role.", input=f"role_{slot.index}",
                              fix=f"Use one of: {', '.join(ROLES)}.")
-        if not isinstance(slot.label, str) or len(slot.label) > MAX_LABEL:
+        if slot.label is None or len(slot.label if isinstance(slot.label, str) else "") > MAX_LABEL:
             raise InputError(f"the label must be text of at most {MAX_LABEL} characters.",
                              input=f"label_{slot.index}", fix="Give a short label such as 'Mara, red coat'.")
+        typed_text(slot.label, f"label_{slot.index}", limit=MAX_LABEL,
+                   fix="Give a short label such as 'Mara, red coat'.")
         if slot.background not in BACKGROUND_MODES:
             raise InputError(f"'{slot.background}' is not a background mode.", input=f"background_{slot.index}",
                              fix=f"Use one of: {', '.join(BACKGROUND_MODES)}.")

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..engine import host
 from ..engine.errors import InputError, ModelNotFound, require
+from ..engine.prompting import typed_text
 from ..engine.seeds import check_seed, derived_seed
 from ..engine.storage import read_json
 from ..engine.video.manifest import parse_generation_info
@@ -51,6 +52,7 @@ DEFAULT_STEPS = 100
 DEFAULT_GUIDANCE = 7.0
 OVERLAP_SECONDS = 1.0
 MAX_PIECES = 64
+MAX_PROMPT_CHARS = 4000  # as the sampler's prompt
 
 # The tiny pipeline: 16 kHz stereo, a 1.024 s window (256 latent steps x hop 64).
 TINY_CONFIG: dict[str, Any] = {
@@ -251,7 +253,8 @@ def crossfade_pieces(pieces: list[np.ndarray], starts: list[int], total: int, ov
 
 def check_request(prompt: Any, seconds: Any, seed: Any) -> tuple[str, float, int]:
     """Check the prompt, duration and seed before any model is loaded."""
-    if not isinstance(prompt, str) or not prompt.strip():
+    text = typed_text(prompt, "prompt", limit=MAX_PROMPT_CHARS)
+    if not text:
         raise InputError("the audio prompt is empty.", input="prompt",
                          fix="Describe the sound (e.g. 'rain on a tin roof, distant thunder'), or connect the "
                              "sampler's generation_info to use the shot's prompt.")
@@ -262,7 +265,7 @@ def check_request(prompt: Any, seconds: Any, seed: Any) -> tuple[str, float, int
     if not math.isfinite(duration) or duration <= 0:
         raise InputError(f"the clip lasts {seconds!r} seconds; audio needs a positive length.", input="frames",
                          fix="Connect the clip's frames and its fps.")
-    return prompt.strip(), duration, check_seed(seed)
+    return text, duration, check_seed(seed)
 
 
 def generate(name: str, prompt: str, seconds: float, seed: int, *, steps: int = 0,
@@ -337,4 +340,4 @@ def shot_prompt(prompt: str, generation_info: Any = None) -> str:
         style = style.get("style")
     if isinstance(style, str):
         parts.append(style.strip())
-    return ", ".join(p for p in parts if p)
+    return ", ".join(p for p in parts if p)[:MAX_PROMPT_CHARS]  # the shot's words first; a long style is cut

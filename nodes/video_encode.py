@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..engine.errors import InputError
 from ..engine.video import files
 from ..engine.video.encoder import (
     AUDIO_FITS,
@@ -13,7 +14,10 @@ from ..engine.video.encoder import (
     FIT_AUDIO,
     MAX_FPS,
     SPEEDS,
+    check_fps,
+    check_rate_for,
     format_names,
+    get_format,
 )
 from .common import CATEGORY, with_ui
 
@@ -67,6 +71,24 @@ class VideoEncode:
     CATEGORY = CATEGORY
     DESCRIPTION = ("Encodes frames (and optional audio) into a video file in the output folder, storing the "
                    "generation info and the ComfyUI workflow in its metadata, and previews it in the node.")
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, filename_prefix: str | None = None, fps: float | None = None,
+                        format: str | None = None) -> bool | str:
+        """Checked before the workflow runs (before any credits are reserved): the clip must be writable
+        under the prefix, and a constant fps must suit the format (GIF times frames in 1/100 s).
+        Linked inputs are not known yet; the encoder checks them before it writes."""
+        try:
+            if filename_prefix is not None:
+                files.check_prefix(filename_prefix)
+            preset = get_format(format) if format is not None else None
+            if fps is not None:
+                rate = check_fps(fps)
+                if preset is not None:
+                    check_rate_for(preset, rate)
+        except InputError as exc:
+            return str(exc)
+        return True
 
     def encode(self, frames: Any, fps: float, filename_prefix: str, format: str, crf: int, preset: str,
                audio: dict | None = None, generation_info: str | None = None, audio_fit: str = FIT_AUDIO,

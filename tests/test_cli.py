@@ -101,6 +101,18 @@ def refvideo(*argv: str, env_extra: dict | None = None, prelude: str = "") -> su
                             text=True, env=env)
 
 
+def read_until(proc: subprocess.Popen, text: str, seconds: float) -> str:
+    """A process's stderr lines until one holds ``text`` (or it ends, or ``seconds`` pass)."""
+    deadline = time.monotonic() + seconds
+    seen = ""
+    while text not in seen and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen += line
+    return seen
+
+
 @pytest.mark.slow
 def test_run_succeeds_with_exit_0_and_lists_its_files(tmp_path, capsys):
     out_dir = tmp_path / "renders"
@@ -135,17 +147,28 @@ def test_ctrl_c_stops_cleanly_with_exit_130_and_no_output(tmp_path):
     out_dir = tmp_path / "renders"
     proc = refvideo("run", DEMO, "--set", "3.resolution=1080p", "--set", "3.duration=8", "--output-dir",
                     str(out_dir), env_extra={"REFVIDEO_HOME": str(tmp_path / "home")})
-    deadline = time.monotonic() + 120
-    seen = ""
-    while "RefVideoSampler" not in seen and time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        seen += line
+    seen = read_until(proc, "RefVideoSampler", 120)
     assert "RefVideoSampler" in seen, seen
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Interrupted" in err and "stopping after the current step" in err
+    assert not [p for p in out_dir.rglob("*") if p.is_file()] if out_dir.exists() else True
+
+
+@pytest.mark.parametrize("signals", [(signal.SIGINT, signal.SIGINT), (signal.SIGINT, signal.SIGINT, signal.SIGINT),
+                                     (signal.SIGTERM, signal.SIGTERM, signal.SIGINT)])
+def test_repeated_signals_end_cleanly_with_one_exit_code_and_no_traceback(tmp_path, signals):
+    out_dir = tmp_path / "renders"
+    proc = refvideo("run", DEMO, "--set", "3.resolution=1080p", "--set", "3.duration=8", "--output-dir",
+                    str(out_dir), env_extra={"REFVIDEO_HOME": str(tmp_path / "home")})
+    assert "RefVideoSampler" in read_until(proc, "RefVideoSampler", 120)
+    time.sleep(0.3)
+    for signum in signals:  # in quick succession: the later ones land during the clean-up
+        proc.send_signal(signum)
+        time.sleep(0.02)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == (130 if signals[0] == signal.SIGINT else 128 + signal.SIGTERM), err
+    assert "Traceback" not in err
     assert not [p for p in out_dir.rglob("*") if p.is_file()] if out_dir.exists() else True

@@ -119,7 +119,9 @@ def test_sampler_success_commits_the_clip_with_its_generation_info():
     assert kinds == [("topup", 210, 0, None, None), ("reserve", 0, 210, "run-1", "7"),
                      ("charge", -210, -210, "run-1", "7")]
     charge = shared_ledger().history()[-1].to_dict()
-    assert charge["generation_info"] == json.loads(info)  # the clip's own generation info, as the sampler output it
+    output = json.loads(info)
+    assert output.pop("credits") == {"charge_id": charge["id"], "account": "default", "credits": 210}
+    assert charge["generation_info"] == output  # the clip's own generation info, as the sampler output it
     assert charge["generation_info"]["seed"] == 1 and charge["generation_info"]["model"] == "tiny-random"
     assert charge["wall_seconds"] > 0
     assert shared_ledger().balance().balance == 0

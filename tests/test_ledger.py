@@ -194,15 +194,21 @@ def test_expired_reservations_are_released_on_the_next_start():
     assert len(reopened.open_reservations()) == 1  # the live, unexpired one stays
 
 
-def test_owner_liveness_uses_pid_and_start_time():
+def test_owner_liveness_uses_pid_namespace_and_start_time():
     me = Owner.current()
     assert me.is_alive() and me.start
-    assert not Owner(me.pid, "another start", me.host).is_alive()  # the pid now names another process
+    boot, namespace, _tick = me.start.split(":")
+    assert not Owner(me.pid, f"{boot}:{namespace}:1", me.host).is_alive()  # the pid now names another process
     assert Owner(me.pid, me.start, "another-machine").is_alive()  # cannot tell: kept until it expires
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     assert process_start(child.pid) is None
-    assert not Owner(child.pid, "x", me.host).is_alive()
+    assert not Owner(child.pid, f"{boot}:{namespace}:1", me.host).is_alive()
+    # the same host name in another PID namespace (a container): its pid 1 means nothing here
+    assert Owner(1, f"{boot}:{int(namespace) + 1}:1", me.host).is_alive()
+    assert Owner(child.pid, f"{boot}:{int(namespace) + 1}:1", me.host).is_alive()
+    assert Owner(child.pid, "another-boot:1:1", me.host).is_alive()
+    assert Owner(child.pid, "an old token without a namespace", me.host).is_alive()
 
 
 def test_schema_from_a_newer_version_is_refused():

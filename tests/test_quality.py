@@ -134,7 +134,24 @@ def test_edge_contact_and_count_subjects_on_simple_mattes():
     assert quality.edge_contact(matte, 2)[1] == "the bottom, left and right edges"
 
 
-def test_blank_images_do_not_crash():
-    for value in (0.0, 1.0):
+def test_blank_images_are_refused_as_blank_and_nothing_else():
+    for value in (0.0, 1.0):  # all black; all white (what a fully transparent PNG becomes)
         flat = np.full((600, 600, 3), value, dtype=np.float32)
-        assert [f.check for f in check_reference(flat)] == []
+        assert [(f.check, f.severity) for f in check_reference(flat)] == [("blank", "error")]
+    subject = np.random.default_rng(0).random((600, 600, 3), dtype=np.float32)
+    found = check_reference(subject, matte=np.zeros((600, 600), np.float32))
+    assert [(f.check, f.severity) for f in found][0] == ("empty_subject", "error")
+
+
+def test_nan_or_infinite_pixels_in_a_float_tiff_blacken_only_themselves(tmp_path):
+    from PIL import Image
+
+    from refvideo.engine.references.images import read_image_file
+
+    values = np.tile(np.linspace(0.0, 1.0, 256, dtype=np.float32), (256, 1))
+    values[10, 10], values[20, 20] = np.nan, np.inf
+    Image.fromarray(values, mode="F").save(tmp_path / "f.tif")
+    loaded = read_image_file(tmp_path / "f.tif", input_name="image_1")
+    assert loaded.rgb[:, 255].min() == 1.0 and loaded.rgb[10, 10].max() == 0.0  # not a black image
+    assert any("NaN or infinite" in note for note in loaded.notes)
+    assert "blank" not in [f.check for f in check_reference(loaded.rgb, role="style")]

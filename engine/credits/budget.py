@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 from .. import host
 from ..errors import BudgetRefused
 from ..storage import validate_name
-from .ledger import DEFAULT_ACCOUNT, Balance, Ledger, Reservation, shared_ledger
+from .ledger import DEFAULT_ACCOUNT, Balance, Entry, Ledger, Reservation, shared_ledger
 from .pricing import LEDGER_INTEGER_LIMIT, Estimate, check_amount, estimate, model_name
 
 
@@ -27,8 +27,8 @@ class CreditHold(Protocol):
     """Credits held for one clip (a ledger :class:`~engine.credits.ledger.Reservation`)."""
 
     def commit(self, *, generation_info: dict[str, Any], wall_seconds: float, gpu_seconds: float | None = None,
-               peak_vram_bytes: int | None = None) -> object:
-        """Charge the held credits once the clip exists."""
+               peak_vram_bytes: int | None = None) -> Entry | None:
+        """Charge the held credits once the clip exists (the charge; None when it was released)."""
 
     def release(self, reason: str) -> object:
         """Give the held credits back (the clip failed or was interrupted)."""

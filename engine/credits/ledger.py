@@ -10,14 +10,23 @@ Charging has two phases. :meth:`Ledger.reserve` holds the price of a clip (refus
 available credits, balance minus holds, do not cover it); :meth:`Reservation.commit` turns
 the hold into a charge once the frames exist, with the clip's generation info and metering;
 :meth:`Reservation.release` returns it on failure or interrupt. A reservation settles once:
-later calls are no-ops. A reservation records its owner process (pid and start time) and an
-expiry; when a ledger is opened, holds of owners that have died, and expired holds, are released.
+later calls are no-ops. :meth:`Ledger.refund` returns a charge whose clip never reached a file,
+once, as a ``refund`` entry linked to the charge. A reservation records its owner process (host,
+boot, PID namespace, pid and start time) and an expiry; when a ledger is opened, holds of owners
+known to have died, and expired holds, are released (an owner this process cannot see, e.g. in
+another container, only by expiry).
+
+Opening checks the file: another program's SQLite file is refused, the safeguard triggers must
+be present, and each account's last entries and totals must agree with its history. Where the
+ledger's folder cannot be written, :func:`readable_ledger` opens it for reading only.
 """
 
 from __future__ import annotations
 
 import csv
 import functools
+import hashlib
+import itertools
 import json
 import logging
 import math
@@ -53,6 +62,7 @@ DEFAULT_ACCOUNT = "default"
 RESERVATION_TTL = 24 * 3600.0
 BUSY_TIMEOUT = 10.0
 MAX_TEXT = 1_000_000
+MAX_STRING = 20_000  # the longest text kept whole inside an oversized generation info
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -111,16 +121,39 @@ WHEN NEW.reservation_id IS NOT NULL
  AND abs(NEW.held) IS NOT (SELECT amount FROM reservations WHERE id = NEW.reservation_id)
 BEGIN SELECT RAISE(ABORT, 'an entry must move exactly its reservation amount'); END;
 """
+# A refund is a top-up entry linked here to the charge it returns; one per charge.
+_REFUNDS = """
+CREATE TABLE IF NOT EXISTS refunds (
+    charge_id INTEGER PRIMARY KEY REFERENCES entries(id),
+    entry_id INTEGER NOT NULL UNIQUE REFERENCES entries(id)
+);
+CREATE TRIGGER IF NOT EXISTS refunds_match_charge BEFORE INSERT ON refunds
+WHEN (SELECT kind FROM entries WHERE id = NEW.charge_id) IS NOT 'charge'
+  OR (SELECT kind FROM entries WHERE id = NEW.entry_id) IS NOT 'topup'
+  OR (SELECT amount FROM entries WHERE id = NEW.entry_id) IS NOT -(SELECT amount FROM entries WHERE id = NEW.charge_id)
+  OR (SELECT account FROM entries WHERE id = NEW.entry_id) IS NOT (SELECT account FROM entries WHERE id = NEW.charge_id)
+BEGIN SELECT RAISE(ABORT, 'a refund must return exactly its charge, once'); END;
+"""
+_TABLES = ("entries", "reservations", "accounts", "refunds")
 _APPEND_ONLY = "".join(
     f"CREATE TRIGGER IF NOT EXISTS {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
     f"BEGIN SELECT RAISE(ABORT, 'the credit ledger is append-only'); END;\n"
-    for table in ("entries", "reservations", "accounts") for verb in ("UPDATE", "DELETE")
+    for table in _TABLES for verb in ("UPDATE", "DELETE")
 )
+# The safeguards every ledger of this schema has; one that is missing means the file was altered.
+_GUARDS = ("entries_running_totals", "entries_match_reservation",
+           *(f"{table}_no_{verb}" for table in _TABLES[:3] for verb in ("update", "delete")))
+_OPEN_CHECK_ENTRIES = 200
 _ENTRY_COLUMNS = ("id", "time", "account", "kind", "amount", "held", "balance_after", "held_after", "reason",
                   "reservation_id", "prompt_id", "node_id", "generation_info", "wall_seconds", "gpu_seconds",
                   "peak_vram_bytes")
-_SELECT_ENTRIES = (f"SELECT {', '.join('e.' + c for c in _ENTRY_COLUMNS)}, r.plan AS plan "
-                   "FROM entries e LEFT JOIN reservations r ON r.id = e.reservation_id")
+_ENTRY_FIELDS = ", ".join("CASE WHEN f.entry_id IS NULL THEN e.kind ELSE 'refund' END AS kind" if c == "kind"
+                          else "e." + c for c in _ENTRY_COLUMNS)
+_SELECT_ENTRIES = (f"SELECT {_ENTRY_FIELDS}, r.plan AS plan, f.charge_id AS refund_of FROM entries e "
+                   "LEFT JOIN reservations r ON r.id = e.reservation_id LEFT JOIN refunds f ON f.entry_id = e.id")
+# a ledger from before refunds existed, opened where it cannot be changed: it has no refunds
+_SELECT_ENTRIES_NO_REFUNDS = (f"SELECT {', '.join('e.' + c for c in _ENTRY_COLUMNS)}, r.plan AS plan, "
+                              "NULL AS refund_of FROM entries e LEFT JOIN reservations r ON r.id = e.reservation_id")
 _SETTLEMENT = "SELECT kind, id FROM entries WHERE reservation_id = ? AND kind IN ('charge', 'release')"
 
 
@@ -144,14 +177,31 @@ def _boot_id() -> str:
         return ""
 
 
+@functools.lru_cache(maxsize=1)
+def _pid_namespace() -> str:
+    """This process's PID namespace ("" where it cannot be read): pids name processes only within one."""
+    try:
+        return os.readlink("/proc/self/ns/pid").partition("[")[2].rstrip("]")
+    except OSError:
+        return ""
+
+
 def _linux_start(pid: int) -> str | None:
+    """``boot:pid-namespace:start-tick`` of process ``pid`` of this namespace (None: not running)."""
     stat = _read_text(f"/proc/{pid}/stat")
     if stat is None:
         return None
     fields = stat[stat.rindex(")") + 2:].split()
     if fields[0] in ("Z", "X"):  # exited, waiting to be reaped
         return None
-    return f"{_boot_id()}:{fields[19]}"
+    return f"{_boot_id()}:{_pid_namespace()}:{fields[19]}"
+
+
+def _linux_sees(start: str | None) -> bool:
+    """Whether an owner whose token is ``start`` lives in this boot and PID namespace, so its pid means
+    the same process here. Tokens without a namespace (older ledgers) cannot be placed: not seen."""
+    parts = (start or "").split(":")
+    return len(parts) == 3 and parts[0] == _boot_id() and bool(parts[1]) and parts[1] == _pid_namespace()
 
 
 def _windows_start(pid: int) -> str | None:
@@ -222,9 +272,15 @@ class Owner:
         return _current_owner(os.getpid())
 
     def is_alive(self) -> bool:
-        """False only when this process is known to have ended (or its pid now names another one)."""
+        """False only when this process is known to have ended (or its pid now names another one).
+
+        An owner this process cannot see (another machine, boot or PID namespace, e.g. a container
+        that shares the host name) counts as alive: only its hold's expiry releases it.
+        """
         if self.host != socket.gethostname():
             return True  # another machine's process: only the expiry can tell
+        if sys.platform.startswith("linux") and _boot_id() and not _linux_sees(self.start):
+            return True
         now = process_start(self.pid)
         if now is None:
             return False
@@ -264,6 +320,7 @@ class Entry:
     gpu_seconds: float | None = None
     peak_vram_bytes: int | None = None
     plan: str | None = None
+    refund_of: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -301,20 +358,44 @@ def topup_hint(account: str, credits: int) -> str:
     return f"Top up with `{command}`{where}, then run again."
 
 
-def _json_text(value: Any, *, input: str) -> str | None:
+def _bounded(text: str) -> str:
+    """``text`` (JSON) when it fits the ledger, else a bounded record of it: long strings shortened, or at
+    worst its head, length and digest. A commit is never refused for the size of what it records."""
+    if len(text) <= MAX_TEXT:
+        return text
+
+    def shorten(value: Any) -> Any:
+        if isinstance(value, str) and len(value) > MAX_STRING:
+            return value[:MAX_STRING] + f"... [{len(value) - MAX_STRING} more characters]"
+        if isinstance(value, dict):
+            return {str(k)[:MAX_STRING]: shorten(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [shorten(v) for v in value]
+        return value
+
+    shorter = json.dumps(shorten(json.loads(text)), sort_keys=True, default=str)
+    if len(shorter) <= MAX_TEXT:
+        return shorter
+    return json.dumps({"truncated": True, "characters": len(text),
+                       "sha256": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
+                       "head": text[:MAX_TEXT // 8]})
+
+
+def _json_text(value: Any, *, input: str, bound: bool = False) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
         try:
-            json.loads(value)
-        except ValueError:
+            text = json.dumps(json.loads(value), sort_keys=True)
+        except (ValueError, RecursionError):
             raise InputError("is not valid JSON.", input=input, fix="Pass a dict or a JSON object string.") from None
-        text = value
     else:
         try:
             text = json.dumps(value, sort_keys=True, default=str)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise InputError(f"cannot be stored as JSON ({exc}).", input=input, fix="Pass plain data.") from None
+    if bound:
+        return _bounded(text)
     if len(text) > MAX_TEXT:
         raise InputError(f"is {len(text)} characters long; the ledger keeps at most {MAX_TEXT}.", input=input,
                          fix="Store a shorter generation info.")
@@ -333,8 +414,14 @@ def _measure(value: Any, *, input: str, integer: bool = False) -> float | int | 
 
 
 def _reason(text: Any) -> str:
+    """A reason to keep with an entry: 1-500 characters that can be stored as UTF-8."""
     if not isinstance(text, str) or not text.strip() or len(text) > 500:
         raise InputError(f"{text!r} is not a reason.", input="reason", fix="Give a short text (1-500 characters).")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{text!r} holds bytes that are not text (not UTF-8).", input="reason",
+                         fix="Retype the reason in your terminal's UTF-8 text.") from None
     return text.strip()
 
 
@@ -345,16 +432,18 @@ class Ledger:
     """One ledger file. Safe to share between threads; each process opens its own connection."""
 
     def __init__(self, path: str | os.PathLike | None = None, *, timeout: float = BUSY_TIMEOUT,
-                 release_orphans: bool = True) -> None:
+                 release_orphans: bool = True, read_only: bool = False) -> None:
         self.path = Path(path) if path is not None else host.ledger_path()
         self.timeout = float(timeout)
+        self.read_only = read_only
+        self._select = _SELECT_ENTRIES
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
         self._queue_fd: int | None = None
         self._queue_pid = -1
         self._connection()
-        if release_orphans:
+        if release_orphans and not read_only:
             self.release_orphans()
 
     # ------------------------------------------------------------------ connection and errors
@@ -398,8 +487,12 @@ class Ledger:
             return self._conn
         self._conn = None  # a connection inherited through fork() must not be used
         with self._errors("opening it"):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+            if self.read_only:
+                conn = self._open_read_only()
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
+                                       check_same_thread=False)
             try:
                 self._prepare(conn)
             except BaseException:
@@ -408,42 +501,113 @@ class Ledger:
         self._conn, self._pid = conn, os.getpid()
         return conn
 
+    def _open_read_only(self) -> sqlite3.Connection:
+        """The file opened for reading only; in a folder nobody may write to, as an immutable snapshot
+        (SQLite cannot create the WAL index there)."""
+        if not self.path.is_file():
+            raise StorageError(f"there is no credit ledger at {self.path} yet.",
+                               fix="Add credits with `refvideo credits topup N` where the ledger's folder is writable.")
+        uri = Path(os.path.abspath(self.path)).as_uri() + "?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+        return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=self.timeout, isolation_level=None,
+                               check_same_thread=False)
+
     def _prepare(self, conn: sqlite3.Connection) -> None:
         conn.row_factory = sqlite3.Row
         check = conn.execute("PRAGMA quick_check").fetchall()
         if [tuple(r) for r in check] != [("ok",)]:
             raise self._damaged(str(check[0][0]).splitlines()[0][:200])
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise StorageError(f"the credit ledger {self.path} cannot use SQLite's WAL mode (got {mode}).",
-                               fix="Keep the ledger on a local disk.")
-        conn.execute("PRAGMA synchronous = FULL")
+        self._refuse_foreign(conn)
+        if not self.read_only:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StorageError(f"the credit ledger {self.path} cannot use SQLite's WAL mode (got {mode}).",
+                                   fix="Keep the ledger on a local disk.")
+            conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
         version = self._schema_version(conn)
+        if version is None and self.read_only:
+            self._select = _SELECT_ENTRIES_NO_REFUNDS
+            return  # nothing written yet: an empty ledger
         if version is None:  # a new file: every statement is idempotent, so racing creators agree
-            try:
-                conn.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA}{_APPEND_ONLY}INSERT OR IGNORE INTO meta(key, value) "
-                                   f"VALUES ('schema_version', '{SCHEMA_VERSION}');\nCOMMIT;")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            self._script(conn, f"{_SCHEMA}{_REFUNDS}{_APPEND_ONLY}INSERT OR IGNORE INTO meta(key, value) "
+                               f"VALUES ('schema_version', '{SCHEMA_VERSION}');\n")
             version = self._schema_version(conn)
         if version != SCHEMA_VERSION:
             raise StorageError(f"the credit ledger {self.path} has schema version {version}; this RefVideo "
                                f"reads version {SCHEMA_VERSION}.", fix="Upgrade RefVideo.")
+        if not self._has(conn, "table", "refunds") and not self.read_only:
+            self._script(conn, f"{_REFUNDS}{_APPEND_ONLY}")  # a ledger from before refunds: add their table
+        self._select = _SELECT_ENTRIES if self._has(conn, "table", "refunds") else _SELECT_ENTRIES_NO_REFUNDS
+        self._check_on_open(conn)
 
-    @staticmethod
-    def _schema_version(conn: sqlite3.Connection) -> int | None:
-        has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
-        if not has_meta:
+    def _schema_version(self, conn: sqlite3.Connection) -> int | None:
+        if not self._has(conn, "table", "meta"):
             return None
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        return int(row[0]) if row else None
+        if row is None:
+            return None
+        text = str(row[0]).strip()
+        if not (text.isascii() and text.isdigit() and len(text) < 10):
+            raise self._damaged(f"its schema version {text[:40]!r} is not a number")
+        return int(text)
+
+    @staticmethod
+    def _script(conn: sqlite3.Connection, script: str) -> None:
+        try:
+            conn.executescript(f"BEGIN IMMEDIATE;\n{script}COMMIT;")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _has(conn: sqlite3.Connection, kind: str, name: str) -> bool:
+        return conn.execute("SELECT 1 FROM sqlite_master WHERE type = ? AND name = ?", (kind, name)).fetchone() \
+            is not None
+
+    def _refuse_foreign(self, conn: sqlite3.Connection) -> None:
+        """Another program's SQLite file at the ledger's path is never adopted (nor written to)."""
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                            "AND name NOT LIKE 'sqlite_%'")}
+        if names and not {"meta", "entries", "reservations", "accounts"} <= names:
+            shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+            raise StorageError(
+                f"{self.path} is an SQLite file of another program (its tables: {shown}), not a RefVideo credit "
+                "ledger. RefVideo has not changed it.",
+                fix="Move that file elsewhere (or point RefVideo at another ledger folder), then run again.")
+
+    def _check_on_open(self, conn: sqlite3.Connection) -> None:
+        """A cheap audit on every open: the safeguards are in place, each account's last entries continue
+        each other, and its last totals equal the sums of its history. Raises StorageError otherwise."""
+        missing = [name for name in _GUARDS if not self._has(conn, "trigger", name)]
+        if missing:
+            raise self._damaged(f"its safeguard {missing[0]} was removed, so its history cannot be trusted")
+        rows = conn.execute("SELECT account, SUM(amount), SUM(held) FROM entries GROUP BY account").fetchall()
+        for account, balance, held in rows:  # one pass over the history, in the account index's order
+            last = conn.execute("SELECT id, amount, held, balance_after, held_after FROM entries WHERE account = ? "
+                                "ORDER BY id DESC LIMIT ?", (account, _OPEN_CHECK_ENTRIES)).fetchall()
+            if last and (last[0]["balance_after"], last[0]["held_after"]) != (balance, held):
+                raise self._damaged(f"account '{account}' shows {last[0]['balance_after']} credits after entry "
+                                    f"{last[0]['id']}, but its history sums to {balance}")
+            for newer, older in itertools.pairwise(last):
+                if (newer["balance_after"] - newer["amount"], newer["held_after"] - newer["held"]) != \
+                        (older["balance_after"], older["held_after"]):
+                    raise self._damaged(f"entry {newer['id']} of account '{account}' does not continue entry "
+                                        f"{older['id']}")
 
     @contextmanager
     def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
         """One write transaction: everything in the block is committed together, or nothing is."""
+        if self.read_only:
+            raise WriteFailed(f"the credit ledger {self.path} is open for reading only (its folder cannot be "
+                              f"written to), so it cannot be changed while {action}.",
+                              fix="Make the ledger's folder writable, then run again.")
         with self._lock, self._errors(action), self._writers_queue():
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
@@ -521,7 +685,7 @@ class Ledger:
         params: list[Any] = [account] if account is not None else []
         if account is not None:
             validate_name(account, kind="account", input_name="account")
-        sql = f"{_SELECT_ENTRIES} {where} ORDER BY e.id DESC" + (" LIMIT ?" if limit is not None else "")
+        sql = f"{self._select} {where} ORDER BY e.id DESC" + (" LIMIT ?" if limit is not None else "")
         if limit is not None:
             params.append(int(limit))
         with self._reading("reading the history") as conn:
@@ -660,7 +824,7 @@ class Ledger:
         Committing again returns the first charge; committing a released reservation charges nothing
         (logged) and returns None.
         """
-        fields: dict[str, Any] = {"generation_info": _json_text(generation_info, input="generation_info"),
+        fields: dict[str, Any] = {"generation_info": _json_text(generation_info, input="generation_info", bound=True),
                   "wall_seconds": _measure(wall_seconds, input="wall_seconds"),
                   "gpu_seconds": _measure(gpu_seconds, input="gpu_seconds"),
                   "peak_vram_bytes": _measure(peak_vram_bytes, input="peak_vram_bytes", integer=True)}
@@ -691,6 +855,38 @@ class Ledger:
         return self._append(conn, row["account"], "release", 0, -row["amount"], reason, reservation_id=row["id"],
                             prompt_id=row["prompt_id"], node_id=row["node_id"])
 
+    def refund(self, charge_id: int, reason: str) -> Entry | None:
+        """Return a charge's credits to its account, once (the rule: a clip that never reached a file).
+
+        The refund is an entry of kind ``refund`` whose ``refund_of`` is the charge's entry id.
+        Refunding a charge again returns the first refund; a charge of 0 credits returns None.
+        """
+        reason = _reason(reason)
+        if isinstance(charge_id, bool) or not isinstance(charge_id, int):
+            raise InputError(f"{charge_id!r} is not a charge id.", input="charge_id",
+                             fix="Pass the id of the charge entry (generation_info's credits.charge_id).")
+        with self._transaction("refunding a charge") as conn:
+            charge = conn.execute("SELECT * FROM entries WHERE id = ? AND kind = 'charge'", (charge_id,)).fetchone()
+            if charge is None:
+                raise InputError(f"there is no charge {charge_id} in the ledger {self.path}.", input="charge_id",
+                                 fix="Pass the id of a charge entry (generation_info's credits.charge_id).")
+            done = conn.execute("SELECT entry_id FROM refunds WHERE charge_id = ?", (charge_id,)).fetchone()
+            if done is not None:
+                return self._entry(conn, done[0])
+            if charge["amount"] == 0:
+                return None
+            entry = self._append(conn, charge["account"], "topup", -charge["amount"], 0,
+                                 f"refund of charge {charge_id}: {reason}"[:500], prompt_id=charge["prompt_id"],
+                                 node_id=charge["node_id"])
+            conn.execute("INSERT INTO refunds(charge_id, entry_id) VALUES (?, ?)", (charge_id, entry.id))
+            return self._entry(conn, entry.id)
+
+    def charge_entry(self, charge_id: int) -> Entry | None:
+        """The charge entry ``charge_id`` (None when there is no such charge)."""
+        with self._reading("reading a charge") as conn:
+            row = conn.execute("SELECT id FROM entries WHERE id = ? AND kind = 'charge'", (charge_id,)).fetchone()
+            return None if row is None else self._entry(conn, row[0])
+
     @staticmethod
     def _reservation(conn: sqlite3.Connection, reservation_id: str) -> sqlite3.Row:
         row = conn.execute("SELECT * FROM reservations WHERE id = ?", (reservation_id,)).fetchone()
@@ -699,9 +895,8 @@ class Ledger:
                              fix="Use the reservation returned by reserve().")
         return row
 
-    @staticmethod
-    def _entry(conn: sqlite3.Connection, entry_id: int) -> Entry:
-        return Entry(**dict(conn.execute(f"{_SELECT_ENTRIES} WHERE e.id = ?", (entry_id,)).fetchone()))
+    def _entry(self, conn: sqlite3.Connection, entry_id: int) -> Entry:
+        return Entry(**dict(conn.execute(f"{self._select} WHERE e.id = ?", (entry_id,)).fetchone()))
 
     def release_orphans(self) -> list[Entry]:
         """Release holds whose owner process has ended, and expired holds. Returns the release entries."""
@@ -794,6 +989,18 @@ def shared_ledger(path: str | os.PathLike | None = None) -> Ledger:
         if ledger is None:
             ledger = _shared[key] = Ledger(resolved)
         return ledger
+
+
+def readable_ledger(path: str | os.PathLike | None = None) -> Ledger:
+    """The shared ledger, or, where it cannot be opened for writing (a read-only folder), the file opened
+    for reading only: balances, history and exports still work."""
+    try:
+        return shared_ledger(path)
+    except WriteFailed:
+        resolved = Path(path) if path is not None else host.ledger_path()
+        if not resolved.is_file():
+            raise
+        return Ledger(resolved, read_only=True)
 
 
 def close_shared_ledgers() -> None:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import asdict, dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from .. import host
 from ..errors import InputError, StorageError
+from ..number_text import exact_number, whole_number
 from ..paths import DATA_DIR
 from ..sizes import RESOLUTIONS, check_duration
 from ..storage import read_data, read_json
@@ -168,20 +170,21 @@ def model_name(model: Any) -> str | None:
     return name.strip()
 
 
-def _parse_number(text: str) -> int | float | str:
-    for parse in (int, float):
-        try:
-            return parse(text.strip())
-        except ValueError:
-            pass
-    return text
-
-
 def check_amount(value: Any, *, input: str, limit: int, allow_zero: bool = False) -> int:
-    """A whole, finite, non-negative number of credits no larger than ``limit``, or InputError."""
-    text = _parse_number(value) if isinstance(value, str) else value
+    """A whole, finite, non-negative number of credits no larger than ``limit``, or InputError.
+
+    Text is read exactly (``5.0000000000000001`` is not whole); other scripts' digits are refused.
+    """
+    text = exact_number(value) if isinstance(value, str) else value
     lowest = 0 if allow_zero else 1
     rule = f"Give a whole number of credits from {lowest} to {limit}."
+    if isinstance(text, Decimal) and abs(text) <= limit:
+        whole = whole_number(text)
+        if whole is None:
+            raise InputError(f"{value!r} is not a whole number of credits.", input=input, fix=rule)
+        text = whole
+    elif isinstance(text, Decimal):
+        text = int(text.to_integral_value())  # far out of range: the checks below name it
     if isinstance(text, bool) or not isinstance(text, (int, float)):
         raise InputError(f"{value!r} is not a number of credits.", input=input, fix=rule)
     if isinstance(text, float) and not math.isfinite(text):
@@ -219,7 +222,12 @@ def estimate(*, model: Any = None, resolution: str, seconds: float, audio: bool 
     res_mult = table.resolution_multipliers[resolution]
     audio_mult = table.audio_multiplier if audio else 1.0
     factor = table.model_factor(name)
-    per_clip = _whole_credits(base * res_mult * audio_mult * factor)
+    raw = base * res_mult * audio_mult * factor
+    if not raw <= table.max_amount:  # also NaN and infinity, from prices pushed to their limits
+        raise InputError(f"one clip would cost {raw:g} credits under the prices of {table.source}, more than the "
+                         f"ledger accepts in one entry ({table.max_amount}).", input="pricing",
+                         fix="Correct the prices in the pricing file (or remove it to use the defaults).")
+    per_clip = _whole_credits(raw)
     total = per_clip * clips
     if total > table.max_amount:
         raise InputError(f"this plan costs {total} credits, more than the ledger accepts in one entry "

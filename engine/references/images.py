@@ -178,7 +178,7 @@ def _pixels(img: Image.Image, label: str) -> tuple[np.ndarray, np.ndarray | None
     except (OSError, ValueError, TypeError, KeyError, SyntaxError):
         notes.append("its EXIF orientation could not be read and was ignored")
     if img.mode in HIGH_BIT_MODES:
-        img = _high_bit_to_rgb(img)
+        img = _high_bit_to_rgb(img, notes)
     return _rgb_and_alpha(img, notes)
 
 
@@ -198,13 +198,18 @@ def _rgb_and_alpha(img: Image.Image, notes: list[str]) -> tuple[np.ndarray, np.n
     return rgb, alpha, tuple(notes)
 
 
-def _high_bit_to_rgb(img: Image.Image) -> Image.Image:
+def _high_bit_to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
     """16-bit / 32-bit grey to 8-bit RGB, scaled by the format's range (never stretched).
 
     ``I;16`` is 0..65535; ``I`` and ``F`` carry no range, so the smallest of 0..1, 0..255
     and 0..65535 that holds the values is used.
     """
     values = np.asarray(img, dtype=np.float64)
+    finite = np.isfinite(values)
+    if not finite.all():  # NaN or infinity (float TIFFs): those pixels, not the whole image, become black
+        bad = int(values.size - np.count_nonzero(finite))
+        notes.append(f"{bad} pixel(s) were not numbers (NaN or infinite) and were drawn black")
+        values = np.where(finite, values, 0.0)
     peak = float(values.max()) if values.size else 0.0
     ranges = (65535.0,) if img.mode.startswith("I;16") else (1.0, 255.0, 65535.0)
     scale = next((r for r in ranges if peak <= r), max(peak, 1.0))
@@ -224,7 +229,11 @@ def read_image_socket(value: Any, *, input_name: str) -> LoadedImage:
     """The first frame of an IMAGE input (``[F, H, W, C]``, C = 1, 3 or 4), 8-bit-exact."""
     batch = image_batch(value, input_name=input_name)
     notes = [f"first frame of a batch of {batch.shape[0]}"] if batch.shape[0] > 1 else []
-    frame = np.nan_to_num(batch[0], nan=0.0, posinf=1.0, neginf=0.0)
+    frame = batch[0]
+    if not np.isfinite(frame).all():
+        bad = int(frame.size - np.count_nonzero(np.isfinite(frame)))
+        notes.append(f"{bad} value(s) were not numbers (NaN or infinite) and were clipped")
+        frame = np.nan_to_num(frame, nan=0.0, posinf=1.0, neginf=0.0)
     pixels = to_uint8(frame)
     rgb, alpha, found = _rgb_and_alpha(Image.fromarray(pixels, "RGBA" if pixels.shape[-1] == 4 else "RGB"), notes)
     return LoadedImage(rgb, alpha, input_name, found)

@@ -22,13 +22,15 @@ from .. import host
 from ..errors import InputError, StorageError
 from ..library import UNCHANGED, save_rule, stamps
 from ..paths import contained, pack_version
-from ..storage import atomic_path, atomic_write_json, read_json, validate_name
+from ..storage import atomic_path, atomic_write_json, check_target, is_partial, name_lock, read_json, validate_name
 from .images import from_uint8, pixels_sha256, read_image_file, to_uint8
 from .reference import MAX_REFERENCES, ROLES, Reference, ReferenceSet
 
 KIND = "reference set"
 MANIFEST = "manifest.json"
 FORMAT = 1
+MAX_LABEL = 200  # as the loader node allows
+MAX_SOURCE = 1000
 
 
 def set_folder(name: str, *, input_name: str = "saved_set") -> Path:
@@ -76,14 +78,20 @@ def save_set(refset: ReferenceSet, name: str, *, overwrite: bool = False, backgr
     An existing set with the same content is left as it is; one with other content is only
     replaced with ``overwrite``.
     """
-    folder = set_folder(name, input_name=input_name)
-    cleaned = folder.name
+    folder = check_target(set_folder(name, input_name=input_name), folder=True, input_name=input_name)
     modes = backgrounds or ["off"] * len(refset)
     entries = [_entry(ref, mode) for ref, mode in zip(refset, modes)]
+    with name_lock(folder.parent, folder.name):
+        return _save_locked(refset, folder, entries, overwrite=overwrite, input_name=input_name)
+
+
+def _save_locked(refset: ReferenceSet, folder: Path, entries: list[dict], *, overwrite: bool,
+                 input_name: str) -> tuple[Path, str]:
+    cleaned = folder.name
     manifest_path = folder / MANIFEST
 
     def read_previous() -> dict:
-        load_set(cleaned, input_name=input_name)  # every file present and matching its hash
+        _load_locked(folder, input_name)  # every file present and matching its hash
         return _read_manifest(folder, cleaned)
 
     previous, status = save_rule(manifest_path, read_previous, lambda old: _same_content(old, entries), kind=KIND,
@@ -98,7 +106,7 @@ def save_set(refset: ReferenceSet, name: str, *, overwrite: bool = False, backgr
                                       **stamps(previous), "references": entries})
     keep = {e["image"] for e in entries} | {e["mask"] for e in entries}
     for stale in folder.iterdir():
-        if stale.is_file() and stale.suffix == ".png" and stale.name not in keep:
+        if stale.is_file() and stale.suffix == ".png" and stale.name not in keep and not is_partial(stale.name):
             stale.unlink()
     return folder, status
 
@@ -138,6 +146,10 @@ def _check_entry(item: Any, index: int, name: str, folder: Path) -> None:
     for key in ("role", "label", "source", "sha256", "mask_sha256", "image", "mask"):
         if not isinstance(item.get(key), str):
             raise _corrupt(name, folder, f"reference {index} has no text field '{key}'")
+    for key, limit in (("label", MAX_LABEL), ("source", MAX_SOURCE)):
+        if len(item[key]) > limit:
+            raise _corrupt(name, folder, f"reference {index}'s {key} is {len(item[key])} characters long "
+                                         f"(at most {limit})")
     if item["role"] not in ROLES:
         raise _corrupt(name, folder, f"reference {index} has the unknown role '{item['role']}' "
                                      f"(roles: {', '.join(ROLES)})")
@@ -156,6 +168,11 @@ def _load_file(folder: Path, file_name: str, name: str, index: int) -> Path:
 def load_set(name: str, *, input_name: str = "saved_set") -> ReferenceSet:
     """Load set ``name``: identical pixels and mattes to what was saved, or a clear error."""
     folder = set_folder(name, input_name=input_name)
+    with name_lock(folder.parent, folder.name, shared=True):
+        return _load_locked(folder, input_name)
+
+
+def _load_locked(folder: Path, input_name: str) -> ReferenceSet:
     cleaned = folder.name
     if not (folder / MANIFEST).is_file():
         available = ", ".join(list_sets()) or "none yet"
@@ -167,10 +184,13 @@ def load_set(name: str, *, input_name: str = "saved_set") -> ReferenceSet:
         try:
             image = read_image_file(_load_file(folder, item["image"], cleaned, index), input_name=input_name).rgb
             with Image.open(_load_file(folder, item["mask"], cleaned, index)) as mask_file:
+                if mask_file.size != (image.shape[1], image.shape[0]):  # checked before decoding a single pixel
+                    raise _corrupt(cleaned, folder, f"reference {index}'s matte is {mask_file.size[0]}x"
+                                                    f"{mask_file.size[1]}, its image {image.shape[1]}x{image.shape[0]}")
                 mask = from_uint8(np.asarray(mask_file.convert("L")))
         except InputError as exc:
             raise _corrupt(cleaned, folder, f"reference {index}'s image cannot be read ({exc.message})") from None
-        except OSError as exc:
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise _corrupt(cleaned, folder, f"reference {index}'s matte cannot be read ({exc})") from None
         if pixels_sha256(image) != item["sha256"] or mask.shape != image.shape[:2] \
                 or mask_sha256(mask) != item["mask_sha256"]:

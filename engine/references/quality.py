@@ -20,7 +20,8 @@ from ..errors import InputError
 from ..storage import read_data
 from .matting import border_band, downsample, flat_background_key, label_components
 
-CHECKS = ("blur", "noise", "compression", "resolution", "background", "cropped", "multiple_subjects", "aspect")
+CHECKS = ("blank", "empty_subject", "blur", "noise", "compression", "resolution", "background", "cropped",
+          "multiple_subjects", "aspect")
 SIDES = ("top", "bottom", "left", "right")
 
 
@@ -200,6 +201,11 @@ def measure(rgb: np.ndarray, *, matte: np.ndarray | None = None, wanted: list[st
         results["resolution"] = (float(min(h, w)), f"{w}x{h}")
     if "aspect" in wanted:
         results["aspect"] = (max(h, w) / max(1, min(h, w)), f"{w}x{h}")
+    if "blank" in wanted:
+        low, high = np.quantile(gray, (0.001, 0.999)) if gray.size else (0.0, 0.0)
+        results["blank"] = (float(high - low) * 255.0, "")
+    if "empty_subject" in wanted and view_matte is not None:
+        results["empty_subject"] = (float(np.mean(view_matte >= 0.5)), "")
     if "blur" in wanted:
         results["blur"] = (blur_radius(gray), "")
     if "noise" in wanted:

@@ -31,7 +31,7 @@ from .. import host
 from ..errors import GenerationError, InputError, RefVideoError, WriteFailed, require
 from ..frames import audio_to_numpy, to_numpy
 from ..paths import DATA_DIR
-from ..storage import atomic_folder, atomic_path
+from ..storage import staged
 from .manifest import MANIFEST_KEY, SEQUENCE_METADATA
 
 log = logging.getLogger("refvideo")
@@ -46,6 +46,7 @@ FIT_AUDIO = "fit audio to video"
 FIT_VIDEO = "trim video to audio"
 AUDIO_FITS: tuple[str, ...] = (FIT_AUDIO, FIT_VIDEO)
 MAX_FPS = 240.0
+_REORDER_FRAMES = 64  # a decode timestamp further than this before its frame's is an encoder's garbage
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
@@ -102,6 +103,8 @@ class ClipFormat:
     alpha_options: Mapping[str, str] = field(default_factory=dict)
     codec_tag: str | None = None
     even_size: bool = False
+    min_size: int = 1  # the smallest width and height the codec encodes reliably; smaller frames are padded
+    max_fps: float = MAX_FPS  # the highest frame rate the container can time
     bt709: bool = False
     palette: str | None = None
     options: Mapping[str, str] = field(default_factory=dict)
@@ -133,7 +136,9 @@ class ClipFormat:
             extension=data.get("extension", ""), mime=data["mime"], kind=data.get("kind", "video"),
             codec=video["codec"], pix_fmt=video["pix_fmt"], alpha_pix_fmt=video.get("alpha_pix_fmt"),
             alpha_options={k: str(v) for k, v in (video.get("alpha_options") or {}).items()},
-            codec_tag=video.get("codec_tag"), even_size=bool(video.get("even_size")), bt709=bool(video.get("bt709")),
+            codec_tag=video.get("codec_tag"), even_size=bool(video.get("even_size")),
+            min_size=int(video.get("min_size", 1)), max_fps=float(video.get("max_fps", MAX_FPS)),
+            bt709=bool(video.get("bt709")),
             palette=video.get("palette"), options={k: str(v) for k, v in (video.get("options") or {}).items()},
             quality=QualityKnob(**video["quality"]) if video.get("quality") else None,
             speed_option=speed.get("option"), speed_values=speed.get("values") or {},
@@ -214,6 +219,13 @@ def check_fps(fps: Any, *, input_name: str = "fps") -> float:
         raise InputError(f"{fps!r} frames per second is not usable.", input=input_name,
                          fix=f"Give a frame rate above 0 and at most {MAX_FPS:g} (the sampler's fps output).")
     return value
+
+
+def check_rate_for(fmt: ClipFormat, fps: float) -> None:
+    """Refuse a frame rate the format cannot time (GIF counts in 1/100 s), before anything is written."""
+    if fps > fmt.max_fps:
+        raise InputError(f"{fmt.name} plays at most {fmt.max_fps:g} frames per second, not {fps:g}.",
+                         input="fps", fix=f"Give at most {fmt.max_fps:g} fps, or choose another format.")
 
 
 def frame_shape(frames: Any, *, input_name: str = "frames", frame_count: int | None = None) -> tuple[int, ...]:
@@ -472,6 +484,19 @@ class _Writer:
     audio: Any = None
     track: _AudioTrack | None = None
     palette: _PaletteFilter | None = None
+    last_dts: int | None = None
+
+    def mux_video(self, packets: list[Any]) -> None:
+        """Mux encoded video packets, repairing a decode timestamp the encoder left unset or out of range
+        (libx265 sometimes does for clips of 1-2 frames, and the MP4 muxer then refuses the packet)."""
+        for packet in packets:
+            if packet.pts is not None:
+                window = _REORDER_FRAMES / (float(packet.time_base or 1 / self.rate) * float(self.rate))
+                if packet.dts is None or packet.dts > packet.pts or packet.dts < packet.pts - window or (
+                        self.last_dts is not None and packet.dts <= self.last_dts):
+                    packet.dts = packet.pts if self.last_dts is None else max(self.last_dts + 1, packet.pts)
+                self.last_dts = packet.dts
+            self.container.mux(packet)
 
     def prepare(self, rgb: np.ndarray, index: int) -> Any:
         """An encoder-ready frame: BT.709 YUV where the format says so (swscale, on the caller's thread)."""
@@ -486,7 +511,7 @@ class _Writer:
 
     def write_frame(self, frame: Any, index: int) -> None:
         for out in (self.palette(frame) if self.palette is not None else [frame]):
-            self.container.mux(self.video.encode(out))
+            self.mux_video(self.video.encode(out))
         if self.track is not None:
             self.write_audio(round((index + 1) * self.track.rate / self.rate))
 
@@ -508,8 +533,8 @@ class _Writer:
 
     def finish(self) -> None:
         for out in (self.palette(None) if self.palette is not None else []):
-            self.container.mux(self.video.encode(out))
-        self.container.mux(self.video.encode(None))
+            self.mux_video(self.video.encode(out))
+        self.mux_video(self.video.encode(None))
         if self.audio is not None and self.track is not None:
             self.write_audio(self.track.samples.shape[1])
             self.container.mux(self.audio.encode(None))
@@ -569,6 +594,8 @@ def encode_video(
     metadata: Mapping[str, str] | None = None,
     frame_count: int | None = None,
     progress: str = "Encoding video",
+    exclusive: bool = False,
+    tag: str = "",
 ) -> EncodeResult:
     """Encode ``frames`` at ``fps`` into ``target`` (a file, or a folder for PNG sequences).
 
@@ -578,26 +605,26 @@ def encode_video(
     Odd sizes are padded to even where the codec needs it; values outside 0..1 and NaN are
     clipped with a warning. ``audio`` is ComfyUI AUDIO; ``audio_fit`` pads/trims the audio to
     the video or trims the video to the audio. ``metadata`` (string values) goes into the
-    container where the format holds metadata.
+    container where the format holds metadata. With ``exclusive``, ``target`` is never replaced:
+    when another writer took that name first the clip goes to the next counter (``result.path``).
+    ``tag`` names the temporary file's purpose (see :func:`storage.staged`).
     """
     fmt = check_settings(format, crf, speed, audio_fit)
     clip = _check_clip(frames, fps, frame_count)
+    check_rate_for(fmt, clip.fps)
     warnings: list[str] = []
     track, count = _prepare_audio(audio, fmt, clip, audio_fit, warnings)
     target = Path(target)
-    if fmt.is_sequence:
-        staging = atomic_folder(target)
-    else:
-        staging = atomic_path(target)
     try:
-        with staging as tmp:
-            result = _encode_into(tmp, clip, count, fmt, int(crf), speed, track, metadata, warnings, progress)
+        with staged(target, folder=fmt.is_sequence, exclusive=exclusive, tag=tag) as staging:
+            result = _encode_into(staging.tmp, clip, count, fmt, int(crf), speed, track, metadata, warnings,
+                                  progress)
     except BaseException as exc:
         failure = _failure(exc, target, fmt)
         if failure is exc:
             raise
         raise failure from exc
-    result.path = target
+    target = result.path = staging.path
     if fmt.is_sequence:
         result.files = sorted(target.glob("*.png"))
     else:
@@ -666,8 +693,12 @@ def _encode_into(tmp: Path, clip: _Clip, count: int, fmt: ClipFormat, crf: int, 
     height, width, channels = first.shape
     alpha = channels == 4 and fmt.alpha_pix_fmt is not None
     out_h, out_w = (_even(height), _even(width)) if fmt.even_size else (height, width)
+    out_h, out_w = max(out_h, fmt.min_size), max(out_w, fmt.min_size)
     if (out_h, out_w) != (height, width):
-        warnings.append(f"{width}x{height} was padded to {out_w}x{out_h} ({fmt.pix_fmt} needs even sizes).")
+        why = f"{fmt.pix_fmt} needs even sizes" if fmt.even_size else ""
+        if min(height, width) < fmt.min_size:
+            why += f"{' and ' if why else ''}{fmt.codec} needs at least {fmt.min_size}x{fmt.min_size}"
+        warnings.append(f"{width}x{height} was padded to {out_w}x{out_h} ({why}).")
     if channels == 4 and not alpha:
         warnings.append(f"{fmt.name} has no transparency; RGBA frames were composited over black.")
     converter = _FrameConverter(height, width, channels, out_h, out_w, alpha)

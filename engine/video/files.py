@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,14 +24,17 @@ from typing import Any
 import numpy as np
 
 from .. import host
+from ..credits import clip_charges
 from ..errors import InputError, require
 from ..frames import numpy_to_audio, to_tensor
 from ..paths import contained
-from ..storage import unique_path, validate_name
+from ..storage import NAME_MAX_BYTES, remove_stale_partials, unique_path, validate_name
 from . import manifest
 from .encoder import DEFAULT_CRF, DEFAULT_FORMAT, DEFAULT_SPEED, FIT_AUDIO, EncodeResult, encode_video, get_format
 
+log = logging.getLogger("refvideo")
 DEFAULT_PREFIX = "RefVideo/clip"
+MAX_PREFIX_BYTES = 1024
 _PIL_FORMATS = {"webp"}  # animated WebP: FFmpeg cannot decode it, Pillow can
 MP4_STREAM_CODECS = frozenset({"h264", "hevc", "vp9", "av1", "aac", "opus", "mp3"})
 
@@ -320,8 +324,11 @@ class SavedClip:
         return self.result.path
 
 
-def output_target(filename_prefix: str, extension: str) -> tuple[Path, str]:
-    """The next free ``<prefix>_00001<ext>`` in the output folder, and its subfolder (posix, relative)."""
+def _prefix_place(filename_prefix: Any) -> tuple[Path, str, str]:
+    """The folder, file stem and subfolder (posix, relative to the output folder) a prefix names."""
+    if not isinstance(filename_prefix, str):
+        raise InputError(f"expects text, got {type(filename_prefix).__name__}.", input="filename_prefix",
+                         fix=f"Give a prefix such as '{DEFAULT_PREFIX}'.")
     root = host.output_dir()
     text = (filename_prefix or "").strip().replace("\\", "/") or DEFAULT_PREFIX
     if text.endswith("/"):
@@ -331,6 +338,41 @@ def output_target(filename_prefix: str, extension: str) -> tuple[Path, str]:
     folder = resolved.parent
     real_root = Path(os.path.realpath(root))
     subfolder = folder.relative_to(real_root).as_posix() if folder != real_root else ""
+    return folder, stem, subfolder
+
+
+def check_prefix(filename_prefix: Any) -> None:
+    """Refuse a prefix that no clip could be written under (a part that is a file, a folder name too
+    long for the file system), so that it is refused before anything renders or is charged."""
+    if isinstance(filename_prefix, str):
+        try:
+            size = len(filename_prefix.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InputError("holds a character no file name can have (half of a character pair).",
+                             input="filename_prefix", fix="Retype the prefix.") from None
+        if size > MAX_PREFIX_BYTES:
+            raise InputError(f"the prefix is {size} bytes long.", input="filename_prefix",
+                             fix=f"Keep it under {MAX_PREFIX_BYTES} bytes.")
+    folder, _stem, subfolder = _prefix_place(filename_prefix)
+    for name in subfolder.split("/") if subfolder else []:
+        if len(os.fsencode(name)) > NAME_MAX_BYTES:
+            raise InputError(f"the folder name '{name[:40]}...' is longer than a file system allows "
+                             f"({NAME_MAX_BYTES} bytes).", input="filename_prefix", fix="Use a shorter folder name.")
+    root = Path(os.path.realpath(host.output_dir()))
+    for part in [folder, *folder.parents]:
+        if part == root or root not in part.parents:
+            break
+        if part.exists() and not part.is_dir():
+            raise InputError(f"'{part.relative_to(root).as_posix()}' in the output folder is a file, so no clip "
+                             "can be saved under it.", input="filename_prefix",
+                             fix="Choose another prefix, or move that file away.")
+
+
+def output_target(filename_prefix: str, extension: str) -> tuple[Path, str]:
+    """The next free ``<prefix>_00001<ext>`` in the output folder (a suggestion: the encoder claims the name
+    without replacing anything), and its subfolder (posix, relative)."""
+    check_prefix(filename_prefix)
+    folder, stem, subfolder = _prefix_place(filename_prefix)
     return unique_path(folder, stem, extension), subfolder
 
 
@@ -372,16 +414,46 @@ def save_clip(
     prompt: dict | None = None,
     extra_pnginfo: dict | None = None,
 ) -> SavedClip:
-    """Encode a clip into the output folder with its metadata (unless the host disabled metadata)."""
+    """Encode a clip into the output folder with its metadata (unless the host disabled metadata).
+
+    When the write fails or is interrupted, the charge named in ``generation_info`` is refunded
+    (see :mod:`engine.clip_charges`); once the file exists, the charge stands.
+    """
     fmt = get_format(format)
     metadata = None
     info = manifest.parse_generation_info(generation_info)
+    remove_stale_partials_once()
     if not host.metadata_disabled():
         metadata = manifest.container_metadata(info, prompt, extra_pnginfo)
-    target, subfolder = output_target(filename_prefix, fmt.extension)
-    result = encode_video(frames, fps, target, format=format, crf=crf, speed=speed, audio=audio,
-                          audio_fit=audio_fit, metadata=metadata)
+    try:
+        target, subfolder = output_target(filename_prefix, fmt.extension)
+        result = encode_video(frames, fps, target, format=format, crf=crf, speed=speed, audio=audio,
+                              audio_fit=audio_fit, metadata=metadata, exclusive=True,
+                              tag=clip_charges.partial_tag(info))
+    except BaseException as exc:
+        clip_charges.refund_unwritten(info, exc)
+        raise
+    clip_charges.mark_written(info)
     return SavedClip(result, subfolder, preview_entries(result, subfolder), video_value(result.path, fps))
+
+
+_swept: set[str] = set()
+
+
+def remove_stale_partials_once() -> list[Path]:
+    """Once per process and folder: remove the temporary files that killed or crashed writers left in the
+    output and input folders (never a live writer's, see :func:`storage.remove_stale_partials`)."""
+    removed: list[Path] = []
+    for folder in (host.output_dir(), host.input_dir()):
+        key = os.path.realpath(folder)
+        if key in _swept:
+            continue
+        _swept.add(key)
+        removed += remove_stale_partials(folder)
+    for path in removed:
+        log.warning("RefVideo: removed %s, a temporary file left by an earlier run that was stopped.", path)
+    clip_charges.refund_abandoned([p.name for p in removed])
+    return removed
 
 
 def describe(saved: SavedClip) -> str:

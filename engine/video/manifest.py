@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, require
+from ..storage import parse_json, read_text_file
 
 MANIFEST_KEY = "refvideo"
 PROMPT_KEY = "prompt"
@@ -35,11 +36,10 @@ def parse_generation_info(value: Any, *, input_name: str = "generation_info") ->
         if not value.strip():
             return None
         try:
-            data = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}).",
-                             input=input_name, fix="Connect the sampler's generation_info output, or leave it "
-                             "unconnected.") from None
+            data = parse_json(value)
+        except ValueError as exc:
+            raise InputError(f"is not valid JSON ({exc}).", input=input_name,
+                             fix="Connect the sampler's generation_info output, or leave it unconnected.") from None
     else:
         raise InputError(f"must be a JSON object string, not {type(value).__name__}.", input=input_name,
                          fix="Connect the sampler's generation_info output.")
@@ -52,6 +52,17 @@ def parse_generation_info(value: Any, *, input_name: str = "generation_info") ->
         raise InputError(f"cannot be stored as JSON ({exc}).", input=input_name,
                          fix="Give a JSON object with plain values (no NaN or infinity).") from None
     return data
+
+
+def _utf8_json(value: Any) -> str:
+    """Compact JSON that can be written as UTF-8: readable text, escapes only where text holds lone
+    surrogates (which UTF-8 cannot carry)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":"))
+    return text
 
 
 def container_metadata(generation_info: Any = None, prompt: dict | None = None,
@@ -68,7 +79,7 @@ def container_metadata(generation_info: Any = None, prompt: dict | None = None,
         tags[PROMPT_KEY] = json.dumps(prompt)
     info = parse_generation_info(generation_info)
     if info is not None:
-        tags[MANIFEST_KEY] = json.dumps(info, ensure_ascii=False, separators=(",", ":"))
+        tags[MANIFEST_KEY] = _utf8_json(info)
     return tags
 
 
@@ -84,10 +95,13 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         if not sidecar.is_file():
             return {}
         try:
-            data = json.loads(sidecar.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            data = parse_json(read_text_file(sidecar))
+        except (OSError, ValueError) as exc:
             raise InputError(f"{sidecar} cannot be read ({exc}).", input="file",
                              fix="Give a clip written by VideoEncode.") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{sidecar} is not a JSON object.", input="file",
+                             fix="Give a clip written by VideoEncode.")
         return {str(k).lower(): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
     if not path.is_file():
         raise InputError(f"{path} does not exist.", input="file", fix="Give the path of a clip written by VideoEncode.")
@@ -106,9 +120,9 @@ def _json_tag(tags: dict[str, str], key: str, path: Path) -> Any:
     if text is None:
         return None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"the '{key}' metadata of {path} is not valid JSON ({exc.msg}).", input="file",
+        return parse_json(text)
+    except ValueError as exc:
+        raise InputError(f"the '{key}' metadata of {path} is not valid JSON ({exc}).", input="file",
                          fix="The file's metadata is damaged; re-render the shot.") from None
 
 

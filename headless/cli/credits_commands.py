@@ -6,10 +6,12 @@ import argparse
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ...engine.credits.ledger import DEFAULT_ACCOUNT, Entry, shared_ledger
+from ...engine.credits.ledger import DEFAULT_ACCOUNT, Entry, readable_ledger, shared_ledger
 from ...engine.credits.pricing import estimate
 from ...engine.errors import InputError
+from ...engine.number_text import exact_number
 from ...engine.sizes import RESOLUTIONS
+from ...engine.storage import check_target
 from .main import EXIT_OK, emit
 
 
@@ -47,19 +49,21 @@ def register(commands: argparse._SubParsersAction, parent: argparse.ArgumentPars
     export.set_defaults(func=export_command)
 
 
+MAX_COUNT = 10**9  # the most entries or clips one command asks for
+
+
 def _whole(text: str, *, input: str, lowest: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise InputError(f"'{text}' is not a whole number.", input=input, fix=f"Give a whole number >= {lowest}.") \
-            from None
-    if value < lowest:
-        raise InputError(f"{value} is below {lowest}.", input=input, fix=f"Give a whole number >= {lowest}.")
+    value = exact_number(text)
+    rule = f"Give a whole number from {lowest} to {MAX_COUNT}."
+    if not isinstance(value, int):
+        raise InputError(f"'{text[:40]}' is not a whole number.", input=input, fix=rule)
+    if not lowest <= value <= MAX_COUNT:
+        raise InputError(f"{text.strip()[:40]} is outside {lowest}-{MAX_COUNT}.", input=input, fix=rule)
     return value
 
 
 def balance_command(args: argparse.Namespace) -> int:
-    state = shared_ledger().balance(args.account)
+    state = readable_ledger().balance(args.account)
     text = f"Account '{state.account}': {state.balance} credits"
     if state.held:
         text += f" ({state.held} held by running generations, {state.available} available)"
@@ -84,7 +88,7 @@ def _row(entry: Entry) -> str:
             metering += f", GPU {entry.gpu_seconds:.1f} s"
         if entry.peak_vram_bytes is not None:
             metering += f", peak VRAM {entry.peak_vram_bytes / 2**30:.2f} GiB"
-    change = entry.amount if entry.kind in ("topup", "charge") else -entry.held
+    change = entry.amount if entry.kind in ("topup", "charge", "refund") else -entry.held
     where = f"  prompt {entry.prompt_id} node {entry.node_id}" if entry.prompt_id else ""
     return (f"{entry.id:>6}  {when}  {entry.kind:<7} {change:>+9}  balance {entry.balance_after:>9}  "
             f"{entry.reason}{where}{metering}")
@@ -92,7 +96,7 @@ def _row(entry: Entry) -> str:
 
 def history_command(args: argparse.Namespace) -> int:
     limit = _whole(args.limit, input="--limit", lowest=0) or None
-    entries = shared_ledger().history(args.account, limit=limit)
+    entries = readable_ledger().history(args.account, limit=limit)
     if args.json:
         emit(args, {"account": args.account, "entries": [e.to_dict() for e in entries]})
     else:
@@ -111,6 +115,7 @@ def export_command(args: argparse.Namespace) -> int:
     target = Path(args.file).expanduser()
     if target.suffix.lower() != ".csv":
         raise InputError(f"'{args.file}' does not end in .csv.", input="FILE.csv", fix="Name a .csv file.")
-    count = shared_ledger().export_csv(target, args.account)
+    check_target(target, input_name="FILE.csv")
+    count = readable_ledger().export_csv(target, args.account)
     emit(args, {"file": str(target.resolve()), "entries": count}, f"Wrote {count} entries to {target.resolve()}.")
     return EXIT_OK

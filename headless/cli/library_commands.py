@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ...engine.errors import InputError, StorageError
+from ...engine.errors import InputError
 from ...engine.references.images import read_image_file
 from ...engine.references.library import list_sets, set_manifest
 from ...engine.references.quality import Finding, check_reference
@@ -79,7 +79,7 @@ def _summaries(names: list[str], read) -> list[dict]:
     for name in names:
         try:
             entries.append({"name": name, **read(name)})
-        except StorageError as exc:
+        except InputError as exc:  # a damaged file, an odd name, a link leading out: listed, not fatal
             entries.append({"name": name, "error": str(exc)})
     return entries
 
@@ -103,7 +103,8 @@ def list_sets_command(args: argparse.Namespace) -> int:
 def show_set_command(args: argparse.Namespace) -> int:
     manifest = set_manifest(args.name)
     times = f"created {manifest.get('created')}, updated {manifest.get('updated')}"
-    lines = [f"{manifest['name']} ({manifest['folder']})", f"{times}, pack {manifest.get('pack_version')}"]
+    lines = [f"{manifest.get('name') or args.name} ({manifest['folder']})",
+             f"{times}, pack {manifest.get('pack_version')}"]
     for i, ref in enumerate(manifest["references"], 1):
         label = f" '{ref['label']}'" if ref["label"] else ""
         lines.append(f"{i}. {ref['role']}{label}: {ref['source']}, background {ref.get('background', OFF)}, "
@@ -126,7 +127,7 @@ def list_skills_command(args: argparse.Namespace) -> int:
 
 def show_skill_command(args: argparse.Namespace) -> int:
     document = skill_document(args.name)
-    lines = [f"{document['name']} ({document['path']})"]
+    lines = [f"{document.get('name') or args.name} ({document['path']})"]
     lines += [f"{key}: {document.get(key) or '(none)'}" for key in ("style", "negative", "camera")]
     if document.get("defaults"):
         lines.append("defaults: " + ", ".join(f"{k}={v}" for k, v in document["defaults"].items()))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ...engine import host
-from ...engine.errors import InputError, Interrupted, RefVideoError
+from ...engine.errors import InputError, Interrupted, RefVideoError, Terminated
 
 COMMAND_MODULES: tuple[str, ...] = (
     "workflow_commands",
@@ -106,32 +106,50 @@ def check_comfyui_dir(path: str | None) -> str | None:
 
 
 class CtrlC:
-    """First Ctrl-C asks the run to stop cleanly between steps; a second one aborts at once."""
+    """Signals end a run cleanly. The first Ctrl-C asks the run to stop between steps; a second one aborts
+    at once. SIGTERM and SIGHUP abort at once, as a second Ctrl-C does. Once aborting, later signals
+    are ignored, so the clean-up (temporary files removed, held credits released) always finishes
+    and the exit code is 130 (128 + the signal for SIGTERM/SIGHUP), never a traceback."""
+
+    ENDING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
     def __init__(self) -> None:
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
         self.pressed = 0
+        self.aborting = False
 
     def __enter__(self) -> CtrlC:
         host.clear_interrupt()
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread
-            self._previous = None
+        for signum, handler in ((signal.SIGINT, self._handle), *((s, self._end) for s in self.ENDING)):
+            try:
+                self._previous[signum] = signal.signal(signum, handler)
+            except ValueError:  # not the main thread
+                break
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if self.aborting:
+            return
         self.pressed += 1
         if self.pressed == 1:
             host.request_interrupt()
             print("\nrefvideo: stopping after the current step (press Ctrl-C again to abort now)...",
                   file=sys.stderr)
             return
+        self.aborting = True
         raise KeyboardInterrupt
 
+    def _end(self, signum: int, frame: Any) -> None:
+        if self.aborting:
+            return
+        self.aborting = True
+        host.request_interrupt()
+        raise Terminated(signum)
+
     def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            # after an abort, stay deaf to signals until the process has exited
+            signal.signal(signum, signal.SIG_IGN if self.aborting else previous)
         host.clear_interrupt()
 
 
@@ -151,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with CtrlC():
         try:
             return int(func(args) or 0)
+        except Terminated as exc:
+            return _report(args, Interrupted(str(exc)), exc.exit_code)
         except (Interrupted, KeyboardInterrupt):
             return _report(args, Interrupted("Interrupted: stopped before finishing; no partial output was "
                                              "kept."), EXIT_INTERRUPTED)

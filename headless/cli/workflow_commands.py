@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...engine import host, ranks
-from ...engine.errors import InputError, Interrupted, RefVideoError
+from ...engine.errors import InputError, Interrupted, RefVideoError, Terminated
 from ...engine.paths import API_WORKFLOWS_DIR
+from ...engine.video.files import remove_stale_partials_once
 from ..runner import RunResult, WorkflowInvalid, apply_overrides, execute, load_workflow
 from ..schema import object_info, parse_entry
 from .main import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, emit, error_entries
@@ -87,6 +88,8 @@ def run_workflow(path: Path, *, overrides: list[str], inputs: list[str], output_
     extra = {"workflow": twin} if (twin := _ui_twin(path)) else None
     if output_dir:
         host.configure(comfyui_dir=host.settings()["comfyui_dir"], output_dir=output_dir)
+    if ranks.is_main():
+        remove_stale_partials_once()
     if server:
         if ranks.distributed():
             raise InputError("--server sends the workflow to a ComfyUI server, which cannot share it between "
@@ -154,6 +157,8 @@ def _run_command(args: argparse.Namespace) -> int:
         ranks.ensure_process_group()  # first, so that each rank takes its own GPU before anything loads
         result = run_workflow(Path(args.workflow), overrides=args.set, inputs=args.input,
                               output_dir=args.output_dir, server=args.server, quiet=args.json)
+    except Terminated as exc:
+        return _fail(args, Interrupted(str(exc)), exc.exit_code, started)
     except (Interrupted, KeyboardInterrupt) as exc:
         return _fail(args, Interrupted(str(exc) if isinstance(exc, Interrupted) else "Interrupted by the user."),
                      EXIT_INTERRUPTED, started)
