@@ -4,8 +4,9 @@ The order keeps expensive work last: every input is checked (roles, labels, back
 modes, file containment, the rembg model file) before any image is decoded or any model
 runs. Each reference's matte comes from its background mode (``off``: the file's alpha or
 all ones; ``flat background``: the flat-background key; ``rembg``: the rembg model;
-``auto``, the default: see :func:`auto_background`) and the quality checks run with it. Findings go into the set and a text report; ``strict`` turns
-warnings into errors, and errors refuse the set.
+``auto``, the default: see :func:`auto_background`) and the quality checks run with it.
+Findings go into the set and a text report; ``strict`` turns warnings into errors, and errors
+refuse the set.
 """
 
 from __future__ import annotations

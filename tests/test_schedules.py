@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from refvideo.engine.errors import InputError
-from refvideo.jobs.generation import SamplerInputs, plan_for, prepare
 from refvideo.engine.references.reference import Reference, ReferenceSet
 from refvideo.engine.sizes import UPSCALE_1080
+from refvideo.jobs.generation import SamplerInputs, plan_for, prepare
 from refvideo.models import registry, schedules, tiny_random
 from refvideo.models.spec import LoadOptions, ModelSpec, family_defaults, preset
 
