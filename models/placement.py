@@ -12,6 +12,7 @@ same code runs in tests.
 from __future__ import annotations
 
 import importlib.util
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -164,8 +165,6 @@ class Stopwatch:
         self.stamps: dict[str, float] = {}
 
     def stamp(self, name: str) -> float:
-        import time
-
         self._sync()
         self.stamps[name] = time.perf_counter()
         return self.stamps[name]
