@@ -6,8 +6,11 @@ same request (one reference, 81 frames, guidance 5, bf16) as
 
 - ``plain``: ``WanVACEPipeline(...)(...)`` with diffusers' defaults, the peer every ratio is against;
 - RefVideo's backend with one option changed at a time (attention backend, torch.compile, CFG
-  batching, offload modes), its ``default`` fast path (the loader's defaults), and the
-  ``distill-4step`` preset (4 steps, no CFG: what a step-distillation LoRA runs).
+  batching, offload modes, and compile together with group or sequential offload, which
+  compiles the blocks with graph breaks at the offload hooks), its ``default`` fast path (the
+  loader's defaults), and the ``distill-4step`` preset (4 steps, no CFG: what a
+  step-distillation LoRA runs). Every variant re-places the one loaded pipeline in process,
+  as the loader does between renders (offload hooks removed, compiled blocks undone).
 
 Per variant it prints seconds per step (the mean of steps 2..n, so compile warm-up and first-call
 costs stay out), the fixed cost (text encoding, VAE encode/decode), projected seconds per clip,
@@ -22,6 +25,8 @@ Examples (one command each stays within 10 minutes on an H100)::
     python benchmarks/bench_generation.py --arch 14B --resolution 720p --steps 2 --variants plain,default,distill-4step
     python benchmarks/bench_generation.py --arch 14B --resolution 720p --steps 2 --variants group_offload \\
         --memory-cap-gb 24
+    python benchmarks/bench_generation.py --arch 14B --resolution 720p --steps 2 \
+        --variants group_offload,compile+group_offload --memory-cap-gb 24
     python benchmarks/bench_generation.py --tiny     # CPU check of this script with the tiny random pipeline
 
 ``--context-parallel ulysses`` (or ``ring``) measures one shot spread over several GPUs instead:
@@ -32,6 +37,9 @@ the scaling efficiency (speed-up / degree). Degrees above the GPU count are list
 
     python benchmarks/bench_generation.py --arch 14B --resolution 720p --steps 3 --context-parallel ulysses
     python benchmarks/bench_generation.py --tiny --context-parallel ulysses   # CPU: checks that it runs
+On a CPU (``--tiny``) the offload variants run with the CPU as onload device (the hooks are real
+and move nothing) and compile uses the ``eager`` backend (``--compile-backend``), which checks the
+graph capture without a C++ toolchain.
 
 Variants that cannot run here (GPU-only options on a CPU, a missing attention package) are
 listed as skipped with the reason. ``--json FILE`` writes every figure.
@@ -40,6 +48,7 @@ listed as skipped with the reason. ``--json FILE`` writes every figure.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -66,7 +75,7 @@ from refvideo.engine import host, ranks  # noqa: E402
 from refvideo.engine.memory_plan import GIB, decide, tokens  # noqa: E402
 from refvideo.engine.references.reference import Reference, ReferenceSet  # noqa: E402
 from refvideo.engine.sizes import WAN_FRAMES, plan_render  # noqa: E402
-from refvideo.models import context_parallel, tiny_random, wan_vace  # noqa: E402
+from refvideo.models import context_parallel, placement, tiny_random, wan_vace  # noqa: E402
 from refvideo.models import diffusers_loading as loading  # noqa: E402
 from refvideo.models.backend import RenderRequest  # noqa: E402
 from refvideo.models.spec import LoadOptions, ModelSpec, sampling_preset  # noqa: E402
@@ -86,16 +95,21 @@ VARIANTS: dict[str, dict] = {
     "sage": dict(attention="sage", compile="off", cfg_batching="off", gpu=True),
     "cfg-batch": dict(attention="sdpa", compile="off", cfg_batching="on"),
     "model_offload": dict(attention="auto", compile="off", cfg_batching="off", memory_mode="model_offload", gpu=True),
-    "compile": dict(attention="sdpa", compile="blocks", cfg_batching="off", gpu=True),
+    "compile": dict(attention="sdpa", compile="blocks", cfg_batching="off"),
     "default": dict(),  # the loader's defaults: attention auto, compile auto, CFG batching auto, memory auto
     "distill-4step": dict(preset="distill-4step"),
-    "group_offload": dict(attention="auto", compile="off", cfg_batching="off", memory_mode="group_offload", gpu=True),
+    "group_offload": dict(attention="auto", compile="off", cfg_batching="off", memory_mode="group_offload"),
+    "compile+group_offload": dict(attention="auto", compile="blocks", cfg_batching="off",
+                                  memory_mode="group_offload"),
     "sequential_offload": dict(attention="auto", compile="off", cfg_batching="off",
-                               memory_mode="sequential_offload", gpu=True),
+                               memory_mode="sequential_offload"),
+    "compile+sequential_offload": dict(attention="auto", compile="blocks", cfg_batching="off",
+                                       memory_mode="sequential_offload"),
 }
 DEFAULT_GPU_VARIANTS = "plain,sdpa,sdpa-cudnn,sdpa-flash,flash-attn,sage,cfg-batch,model_offload,compile,default," \
                        "distill-4step"
-DEFAULT_TINY_VARIANTS = "plain,sdpa,cfg-batch,default,distill-4step,compile,model_offload"
+DEFAULT_TINY_VARIANTS = "plain,sdpa,cfg-batch,default,distill-4step,compile,model_offload,group_offload," \
+                        "compile+group_offload"
 CP_ATTENTION = {"ulysses": "sdpa", "ring": "sdpa-cudnn"}  # ring needs a kernel that returns its log-sum-exp
 
 
@@ -215,8 +229,17 @@ def run_plain(pipe, plan, refs, steps: int, device: torch.device) -> Measure:
     return Measure("plain", steps, 2, wall, timer.per_step(wall), peak_gib(device))
 
 
-def run_variant(name: str, pipe, spec, plan, refs, steps: int, device: torch.device, free: int) -> Measure:
-    """RefVideo's backend with the variant's options applied to the shared pipeline."""
+def loaded_pipeline(pipe, device: torch.device, parallel: str) -> loading.LoadedPipeline:
+    """The built pipeline as the loader hands it over: frozen, context parallelism's hooks in, not yet placed."""
+    loading.freeze(pipe)
+    context_parallel.enable_pipeline(pipe, parallel)  # a no-op unless launched over several processes
+    return loading.LoadedPipeline(pipe, device, "bf16" if device.type == "cuda" else "fp32",
+                                  info=placement.describe(device))
+
+
+def run_variant(name: str, loaded: loading.LoadedPipeline, spec, plan, refs, steps: int, device: torch.device,
+                free: int, compile_backend: str) -> Measure:
+    """RefVideo's backend with the variant's options, re-placing the one loaded pipeline as the loader does."""
     overrides = {k: v for k, v in VARIANTS[name].items() if k != "gpu"}
     options = LoadOptions(**overrides)
     chosen = sampling_preset(options.preset)
@@ -224,15 +247,12 @@ def run_variant(name: str, pipe, spec, plan, refs, steps: int, device: torch.dev
     guidance = chosen.guidance or GUIDANCE
     decision = decide(spec.arch, requested_mode=options.memory_mode, cfg_batching=options.cfg_batching, free=free,
                       accelerator=device.type != "cpu", width=plan.render_width, height=plan.render_height,
-                      frames=plan.frames, references=1, dtype="bf16" if device.type == "cuda" else "fp32",
-                      vae_tiling=options.vae_tiling, guidance=guidance)
-    options = options.with_(memory_mode=decision.mode, cfg_batching="on" if decision.cfg_batched else "off")
-    warnings: list[str] = []
-    loaded = loading.LoadedPipeline(pipe, device, "bf16" if device.type == "cuda" else "fp32", "none", "default", "off")
-    loaded.attention = loading.apply_attention(pipe, options.attention, device)
-    loaded.memory_mode = loading.place(pipe, options.memory_mode, device, warnings)
-    context_parallel.enable_pipeline(pipe, options.parallel)  # a no-op unless launched over several processes
-    loaded.compile = loading.apply_compile(pipe, options.compile, device)
+                      frames=plan.frames, references=1, dtype=loaded.dtype, vae_tiling=options.vae_tiling,
+                      guidance=guidance)
+    # on a CPU the memory plan always says "none"; the script still runs the asked-for hooks there
+    mode = options.memory_mode if device.type == "cpu" and options.memory_mode != "auto" else decision.mode
+    options = options.with_(memory_mode=mode, cfg_batching="on" if decision.cfg_batched else "off")
+    loading.configure(loaded, dataclasses.replace(options.placement(), compile_backend=compile_backend))
     backend = wan_vace.WanVaceBackend(loaded, spec, options)
     request = dict(references=refs, prompt=PROMPT, composed_prompt=PROMPT, negative_prompt=NEGATIVE, plan=plan,
                    seed=0, steps=steps, guidance=guidance)
@@ -244,12 +264,7 @@ def run_variant(name: str, pipe, spec, plan, refs, steps: int, device: torch.dev
     backend.render(RenderRequest(**request, on_step=timer.step))
     wall = timer.now() - started
     notes = [f"attention={loaded.attention}", f"compile={loaded.compile}", f"memory={loaded.memory_mode}",
-             f"cfg_batched={options.cfg_batching == 'on'}", *warnings]
-    if overrides.get("attention") and overrides["attention"] != "auto":
-        loading.apply_attention(pipe, "sdpa", device)  # back to the default for the next variant
-    if loaded.memory_mode == "model_offload":
-        pipe.remove_all_hooks()
-        pipe.to(device)
+             f"cfg_batched={options.cfg_batching == 'on'}"]
     return Measure(name, steps, 1 if guidance <= 1.0 else 2, wall, timer.per_step(wall), peak_gib(device),
                    notes=notes)
 
@@ -259,6 +274,12 @@ def skip_reason(name: str, device: torch.device) -> str | None:
 
     if VARIANTS[name].get("gpu") and device.type != "cuda":
         return "needs a CUDA GPU"
+    if VARIANTS[name].get("compile") not in (None, "off") and device.type == "cuda":
+        try:
+            placement.choose_compile(VARIANTS[name]["compile"], VARIANTS[name].get("memory_mode", "auto"),
+                                     placement.describe(device))
+        except Exception as exc:  # noqa: BLE001 - reported as the reason
+            return str(exc)
     package = {"flash-attn": "flash_attn", "sage": "sageattention"}.get(name)
     if package and importlib.util.find_spec(package) is None:
         return f"the {package} package is not installed"
@@ -386,7 +407,8 @@ def cp_worker(args: argparse.Namespace, out: Path) -> int:
     try:
         context_parallel.plan_layout(mode, spec.arch, plan, 1, attention=attention)  # refuses a split that cannot be
         free = loading.free_memory(device) if device.type != "cpu" else 64 * GIB
-        m = run_variant(name, pipe, spec, plan, refs, args.steps, device, free)
+        m = run_variant(name, loaded_pipeline(pipe, device, mode), spec, plan, refs, args.steps, device, free,
+                        "inductor")
         figures = {"per_step_s": round(m.per_step_s, 4), "wall_s": round(m.wall_s, 3),
                    "peak_vram_gib": None if m.peak_vram_gib is None else round(m.peak_vram_gib, 2), "notes": m.notes}
     except Exception as exc:  # noqa: BLE001 - reported as this degree's row
@@ -409,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak-tflops", type=float, default=H100_BF16_PEAK_TFLOPS,
                         help="the GPU's dense bf16 peak for MFU (H100/H200: 989)")
     parser.add_argument("--tiny", action="store_true", help="CPU check with the tiny random pipeline")
+    parser.add_argument("--compile-backend", default=None,
+                        help="torch.compile backend (default: inductor on a GPU, eager on a CPU)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     parser.add_argument("--context-parallel", choices=("ulysses", "ring"), default=None,
                         help="measure one shot over 1..N GPUs (one torchrun per degree) instead of the variants")
@@ -438,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown variants: {', '.join(unknown)}")
     names = [n for n in VARIANTS if n in names]  # the safe order
     pipe, spec, config, plan = build(args, device)
+    compile_backend = args.compile_backend or ("eager" if device.type == "cpu" else "inductor")
+    loaded = loaded_pipeline(pipe, device, "off")
     refs = ReferenceSet((reference_image(),))
     free = int(args.memory_cap_gb * 1e9) if args.memory_cap_gb else (
         loading.free_memory(device) if device.type != "cpu" else 64 * GIB)
@@ -451,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
             if name == "plain":
                 measures.append(run_plain(pipe, plan, refs, args.steps, device))
             else:
-                measures.append(run_variant(name, pipe, spec, plan, refs, args.steps, device, free))
+                measures.append(run_variant(name, loaded, spec, plan, refs, args.steps, device, free,
+                                            compile_backend))
         except torch.cuda.OutOfMemoryError as exc:
             measures.append(Measure(name, skipped=f"out of memory: {str(exc).splitlines()[0]}"))
             reset_peak(device)

@@ -7,7 +7,8 @@ mode that cannot fit, naming one that would.
 
 Modes, from fastest to leanest: ``none`` (every component on the GPU), ``model_offload``
 (one whole component at a time on the GPU), ``group_offload`` (a couple of transformer blocks
-at a time, streamed), ``sequential_offload`` (one layer at a time; slowest).
+at a time, streamed; the VAE resident; the text encoder on the GPU only while it encodes),
+``sequential_offload`` (one layer at a time; slowest).
 """
 
 from __future__ import annotations
@@ -133,10 +134,11 @@ def estimate(facts: ArchFacts, mode: str, *, width: int, height: int, frames: in
     if mode == "model_offload":
         stages = [(te_w, a_te), (tr_w, a_tr), (vae_w, a_vae)]
     elif mode == "group_offload":
-        te_block = te_w // max(facts.text_layers, 1)
+        # the transformer streams its blocks; the VAE stays on the device; the text encoder comes to
+        # the device whole while the prompts are encoded, then waits on the CPU
         tr_block = facts.block_params * wb
         tr_rest = max(tr_w - facts.blocks * tr_block, 0)
-        stages = [(2 * te_block, a_te), (tr_rest + 2 * tr_block, a_tr), (vae_w, a_vae)]
+        stages = [(te_w + vae_w, a_te), (vae_w + tr_rest + 2 * tr_block, a_tr), (vae_w, a_vae)]
     elif mode == "sequential_offload":
         leaf = 2 * max(facts.largest_leaf_params, facts.block_params // 4) * wb
         stages = [(leaf, a_te), (leaf, a_tr), (leaf, a_vae)]

@@ -46,7 +46,10 @@ from ..engine.sizes import (
 from ..engine.style import StyleDirection
 from ..models import diffusers_loading as loading
 from ..models.backend import RenderRequest, RenderResult, VideoBackend
+from ..models.placement import DeviceInfo, choose_compile, choose_dtype, describe
+from ..models.placement import nan_fix as placement_nan_fix
 from ..models.registry import ModelHandle, resolve
+from ..models.schedules import Schedule, check_steps, schedule_for
 from ..models.spec import LoadOptions, ModelSpec, family_defaults, sampling_preset
 
 MAX_STEPS = 200
@@ -56,8 +59,11 @@ log = logging.getLogger("refvideo")
 
 
 MAX_PROMPT_CHARS = 4000
-DEFAULT_CONTINUE_FRAMES = 8
-MAX_CONTINUE_FRAMES = 32
+# Kept first frames fill whole latent frames (Wan packs frame 0 alone, then 4 frames each): 4k+1
+CONTINUE_FRAMES_STEP = 4
+DEFAULT_CONTINUE_FRAMES = 9
+MAX_CONTINUE_FRAMES = 32  # accepted; the count used is snapped down to 4k+1 (at most 29)
+MAX_FLOW_SHIFT = 100.0
 
 
 @dataclass
@@ -79,6 +85,8 @@ class SamplerInputs:
     first_frames: object = None
     control_video: object = None
     continue_frames: int = DEFAULT_CONTINUE_FRAMES
+    flow_shift: float = 0.0
+    control_strength: float = 1.0
 
 
 @dataclass
@@ -103,6 +111,11 @@ class Job:
     budget: CreditBudget | None
     warnings: list[str] = field(default_factory=list)
     layout: Layout = field(default_factory=Layout)
+    schedule: Schedule | None = None  # of a diffusion model
+    flow_shift: float = 0.0
+    control_strength: float = 1.0
+    continue_frames: int = DEFAULT_CONTINUE_FRAMES  # as asked; len(first_frames) is what is kept
+    device: DeviceInfo | None = None  # of a diffusion model
 
 
 @dataclass
@@ -142,6 +155,11 @@ def prepare(inputs: SamplerInputs) -> Job:
     budget = check_budget(inputs.budget)
     plan = plan_for(spec, handle.options, inputs.resolution, inputs.aspect, inputs.duration)
     steps, guidance, sources = sampling(spec, handle.options.preset, style, inputs.steps, inputs.guidance)
+    flow_shift = check_number(inputs.flow_shift, "flow_shift", 0.0, MAX_FLOW_SHIFT,
+                              "Give 0 (the model's default) or a shift such as 16 (Wan VACE), 5 or 3.")
+    control_strength = check_number(inputs.control_strength, "control_strength", 0.0, 1.0,
+                                    "Give 0 (no control) to 1 (full control).")
+    schedule = noise_schedule(spec, handle.options.preset, plan.resolution, flow_shift, steps)
     first = check_frames_input(continuation(inputs.first_frames, inputs.continue_frames), plan, "first_frames")
     control = check_frames_input(inputs.control_video, plan, "control_video")
     camera = parse_camera(prompt, style, refs)
@@ -149,11 +167,15 @@ def prepare(inputs: SamplerInputs) -> Job:
     composed = compose_prompt(prompt, refs, style, roles=spec.roles, camera_phrase=camera.phrase,
                               negative=negative)
     pasted = sum(1 for r in refs if r.role in spec.roles)
-    memory = plan_memory(handle, spec, plan, pasted, guidance)
+    device = describe_device(spec)
+    memory = plan_memory(handle, spec, plan, pasted, guidance, device)
+    check_compile(handle.options, memory, device)
     handle, layout, parallel_notes = plan_parallel(handle, spec, plan, pasted)
     job = Job(handle=handle, spec=spec, references=refs, prompt=prompt, composed=composed, plan=plan, seed=seed,
               steps=steps, guidance=guidance, sources=sources, style=style, camera=camera, first_frames=first,
-              control_video=control, memory=memory, budget=budget, layout=layout)
+              control_video=control, memory=memory, budget=budget, layout=layout, schedule=schedule,
+              flow_shift=flow_shift, control_strength=control_strength, continue_frames=inputs.continue_frames,
+              device=device)
     job.warnings = [*collect_warnings(job), *parallel_notes]
     return job
 
@@ -232,8 +254,9 @@ def plan_for(spec: ModelSpec, options: LoadOptions, resolution: str, aspect: str
     if resolution not in spec.resolutions:
         raise InputError(f"{spec.name} does not render {resolution}.", input="resolution",
                          fix=f"Choose one of {', '.join(spec.resolutions)} for this model.")
-    upscale = options.hd_strategy == "upscale" or (
-        options.hd_strategy == "auto" and spec.native_resolution in ("144p", "480p"))
+    # auto: never render above the size the model was trained at; 1080p is 720p upscaled unless the
+    # model is native 1080p (previz). 'crop' renders 1920x1088 natively on request.
+    upscale = options.hd_strategy == "upscale" or (options.hd_strategy == "auto" and spec.native_resolution != "1080p")
     return plan_render(resolution, aspect, duration, fps=spec.fps, rule=spec.frame_rule,
                        size_multiple=spec.size_multiple, upscale_1080=upscale)
 
@@ -270,15 +293,43 @@ def sampling(spec: ModelSpec, preset_name: str, style: StyleDirection | None, st
     return n_steps, scale, sources
 
 
+def kept_frame_count(count: int, available: int) -> int:
+    """The first frames kept: at most ``count`` and ``available``, snapped down to 4k+1 so they fill
+    whole latent frames (a latent frame is then kept exactly when all its pixel frames are)."""
+    most = min(count, available)
+    return (most - 1) // CONTINUE_FRAMES_STEP * CONTINUE_FRAMES_STEP + 1
+
+
 def continuation(frames: Any, count: int) -> Any:
-    """The last ``count`` frames of a previous shot: the frames a continuing clip starts from."""
+    """The last frames of a previous shot that a continuing clip starts from (see :func:`kept_frame_count`)."""
     if frames is None:
         return None
     frames = image_batch(frames, input_name="first_frames")
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_CONTINUE_FRAMES:
         raise InputError(f"continue_frames {count!r} is not a frame count.", input="continue_frames",
-                         fix=f"Give 1 to {MAX_CONTINUE_FRAMES} frames.")
-    return frames[-count:] if len(frames) > count else frames
+                         fix=f"Give 1 to {MAX_CONTINUE_FRAMES} frames (1, 5, 9, ... fill whole latent frames).")
+    return frames[-kept_frame_count(count, len(frames)):]
+
+
+def check_number(value: Any, name: str, low: float, high: float, fix: str) -> float:
+    """A finite number in ``low..high``, else an InputError naming ``name``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or not low <= number <= high:
+        raise InputError(f"{name} {value!r} is out of range ({low:g} to {high:g}).", input=name, fix=fix)
+    return number
+
+
+def noise_schedule(spec: Any, preset_name: str, resolution: str, flow_shift: float, steps: int) -> Any:
+    """The scheduler and shift (or a preset's exact sigmas) of a diffusion model; None for previz."""
+    if not spec.needs_weights:
+        return None
+
+    schedule = schedule_for(preset_name, spec.family, resolution, flow_shift)
+    check_steps(schedule, steps, preset_name)
+    return schedule
 
 
 def check_frames_input(value: Any, plan: RenderPlan, name: str) -> np.ndarray | None:
@@ -315,20 +366,31 @@ def parse_camera(prompt: str, style: StyleDirection | None, refs: ReferenceSet) 
     return shot_camera(prompt, style.camera if style else "", refs)
 
 
-def plan_memory(handle: ModelHandle, spec: ModelSpec, plan: RenderPlan, references: int,
-                guidance: float) -> MemoryDecision:
+def describe_device(spec: ModelSpec) -> DeviceInfo | None:
+    """The device a diffusion model will run on; None for previz (no weights)."""
+    if not spec.needs_weights or spec.arch is None:
+        return None
+    return describe(host.torch_device())
+
+
+def plan_memory(handle: ModelHandle, spec: ModelSpec, plan: RenderPlan, references: int, guidance: float,
+                device: DeviceInfo | None) -> MemoryDecision:
     """The memory mode and CFG batching for this render; refuses a mode that cannot fit."""
     options = handle.options
-    if not spec.needs_weights or spec.arch is None:
+    if device is None:
         return decide(None, requested_mode=options.memory_mode, cfg_batching="off", free=0, accelerator=False,
                       width=plan.render_width, height=plan.render_height, frames=plan.frames,
                       references=references, dtype="fp32", vae_tiling=options.vae_tiling, guidance=guidance)
-    device = host.torch_device()
     return decide(spec.arch, requested_mode=options.memory_mode, cfg_batching=options.cfg_batching,
-                  free=loading.free_memory(device), accelerator=loading.is_accelerator(device),
+                  free=loading.free_memory(host.torch_device()), accelerator=device.accelerator,
                   width=plan.render_width, height=plan.render_height, frames=plan.frames, references=references,
-                  dtype=loading.resolve_dtype(options.dtype, device), vae_tiling=options.vae_tiling,
-                  guidance=guidance)
+                  dtype=choose_dtype(options.dtype, device), vae_tiling=options.vae_tiling, guidance=guidance)
+
+
+def check_compile(options: LoadOptions, memory: MemoryDecision, device: DeviceInfo | None) -> None:
+    """Refuse, before loading, a compile mode that cannot run with this memory mode on this device."""
+    if device is not None:
+        choose_compile(options.compile, memory.mode, device)
 
 
 def plan_parallel(handle: ModelHandle, spec: ModelSpec, plan: RenderPlan,
@@ -400,6 +462,11 @@ def collect_warnings(job: Job) -> list[str]:
     warnings.extend(_preset_warnings(options))
     if options.memory_mode not in ("auto", job.memory.mode) and job.memory.accelerator:
         warnings.append(f"memory_mode {options.memory_mode} was replaced by {job.memory.mode}.")
+    if job.first_frames is not None and len(job.first_frames) != job.continue_frames:
+        warnings.append(f"continued from the last {len(job.first_frames)} frames, not {job.continue_frames}: kept "
+                        "frames fill whole latent frames (1, 5, 9, ... frames).")
+    if job.schedule is not None and job.schedule.note:
+        warnings.append(f"noise schedule: {job.schedule.note}.")
     return warnings
 
 
@@ -432,7 +499,7 @@ def run(job: Job) -> Generation:
         timings["load_s"] = time.perf_counter() - started
         host.check_interrupt()
         result = _render(job, backend)
-        frames = check_output(result.frames, job.plan)
+        frames = check_output(result.frames, job.plan, nan_fix(job))
         wall = time.perf_counter() - started
         timings["total_s"] = wall
         info = build_info(job, result.info, timings)
@@ -488,13 +555,20 @@ def _render(job: Job, backend: VideoBackend) -> RenderResult:
                                 negative_prompt=job.composed.negative, plan=job.plan, seed=job.seed,
                                 steps=job.steps, guidance=job.guidance, style=job.style,
                                 first_frames=job.first_frames, control_video=job.control_video, camera=job.camera,
-                                on_step=on_step)
+                                on_step=on_step, control_strength=job.control_strength, schedule=job.schedule)
         result = backend.render(request)
         host.check_interrupt()
     return result
 
 
-def check_output(frames: Any, plan: RenderPlan) -> np.ndarray:
+def nan_fix(job: Job) -> str:
+    """What to do when the render came out NaN, for this dtype on this device."""
+    device = job.device or DeviceInfo("cpu")
+    return placement_nan_fix(choose_dtype(job.handle.options.dtype, device), device)
+
+
+def check_output(frames: Any, plan: RenderPlan, nan_fix: str = "fp16 can overflow with video models: set dtype "
+                 "to bf16 or fp32 in the loader.") -> np.ndarray:
     """The backend's frames clipped to 0..1 in place (a clip is large: no second copy), refused when the
     shape is wrong or any value is NaN or infinite."""
     array = np.asarray(frames, dtype=np.float32)
@@ -503,8 +577,7 @@ def check_output(frames: Any, plan: RenderPlan) -> np.ndarray:
         raise GenerationError(f"the backend returned frames shaped {array.shape}; the plan is {expected}.",
                               fix="Report this as a bug in the backend.")
     if not np.isfinite(array).all():
-        raise GenerationError("the model produced NaN or infinite values instead of a clip.",
-                              fix="fp16 can overflow with video models: set dtype to bf16 or fp32 in the loader.")
+        raise GenerationError("the model produced NaN or infinite values instead of a clip.", fix=nan_fix)
     if not array.flags.writeable:
         array = array.copy()
     return np.clip(array, 0.0, 1.0, out=array)
@@ -574,6 +647,8 @@ def build_info(job: Job, backend_info: dict, timings: dict) -> dict:
         "rendered": plan.rendered(),
         "first_frames": 0 if job.first_frames is None else int(len(job.first_frames)),
         "control_video": 0 if job.control_video is None else int(len(job.control_video)),
+        "control_strength": job.control_strength,
+        "flow_shift": job.flow_shift,
         "memory": job.memory.describe(),
         "parallel": job.layout.describe(),
         "options": options.describe(),

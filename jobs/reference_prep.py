@@ -3,14 +3,16 @@
 The order keeps expensive work last: every input is checked (roles, labels, background
 modes, file containment, the rembg model file) before any image is decoded or any model
 runs. Each reference's matte comes from its background mode (``off``: the file's alpha or
-all ones; ``flat background``: the flat-background key; ``rembg``: the rembg model) and the
-quality checks run with it. Findings go into the set and a text report; ``strict`` turns
-warnings into errors, and errors refuse the set.
+all ones; ``flat background``: the flat-background key; ``rembg``: the rembg model;
+``auto``, the default: see :func:`auto_background`) and the quality checks run with it.
+Findings go into the set and a text report; ``strict`` turns warnings into errors, and errors
+refuse the set.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -37,11 +39,11 @@ from ..engine.references.library import load_set, save_set, set_fingerprint, set
 from ..engine.references.matting import flat_background_key
 from ..engine.references.quality import Finding, check_reference
 from ..engine.references.quality import strict as make_strict
-from ..engine.references.reference import MAX_REFERENCES, ROLES, Reference, ReferenceSet
+from ..engine.references.reference import MAX_REFERENCES, ROLES, Reference, ReferenceSet, is_subject
 from ..engine.storage import file_sha256
 
-OFF, REMBG, FLAT = "off", "rembg", "flat background"
-BACKGROUND_MODES = (OFF, FLAT, REMBG)
+OFF, REMBG, FLAT, AUTO = "off", "rembg", "flat background", "auto"
+BACKGROUND_MODES = (AUTO, OFF, FLAT, REMBG)
 MAX_LABEL = 200
 
 
@@ -54,7 +56,7 @@ class ReferenceInput:
     image: Any = None          # an IMAGE socket value; wins over the file
     role: str = "character"
     label: str = ""
-    background: str = OFF
+    background: str = AUTO
 
     @property
     def given(self) -> bool:
@@ -119,6 +121,37 @@ def read_slot(slot: ReferenceInput) -> LoadedImage:
     return read_image_file(path, input_name=f"image_{slot.index}", source=slot.image_name)
 
 
+def rembg_ready(model: str) -> bool:
+    """Whether rembg and the chosen model file are installed (nothing is loaded)."""
+    if importlib.util.find_spec("rembg") is None or importlib.util.find_spec("onnxruntime") is None:
+        return False
+    from ..models.background_removal import find_model_file
+
+    try:
+        find_model_file(model)
+    except InputError:
+        return False
+    return True
+
+
+def auto_background(role: str, loaded: LoadedImage, rembg_model: str) -> tuple[str, str]:
+    """The mode ``auto`` means for one reference, and a note for the report (empty when all is well).
+
+    A character or prop is cut out: its file's transparency when it has one, else rembg when
+    installed, else the flat key when the backdrop is flat; otherwise its background stays in
+    and the note says how to fix it. An environment or a style is used whole (``off``).
+    """
+    if not is_subject(role) or loaded.alpha is not None:
+        return OFF, ""
+    if rembg_ready(rembg_model):
+        return REMBG, ""
+    if flat_background_key(loaded.rgb).trusted:
+        return FLAT, ""
+    return OFF, (f"background kept: the {role}'s backdrop is not flat and rembg is not installed, so the photo's "
+                 "background will be pasted into the clip; install rembg (pip install rembg[cpu]) with its model "
+                 "file, or use a photo on a plain backdrop or with transparency")
+
+
 def matte_for(loaded: LoadedImage, mode: str, rembg_model: str) -> np.ndarray:
     """The subject matte for a background mode (1 = subject, 8-bit-exact)."""
     if mode == FLAT:
@@ -148,16 +181,22 @@ def prepare_set(slots: list[ReferenceInput], *, rembg_model: str = "u2netp", str
     check_rembg_model(given, rembg_model)
     references: list[Reference] = []
     notes: list[tuple[str, ...]] = []
+    modes: list[str] = []
     with host.Progress(len(given), "Preparing references") as progress:
         for slot in given:
             loaded = read_slot(slot)
-            matte = matte_for(loaded, slot.background, rembg_model)
+            mode, note = slot.background, ""
+            if mode == AUTO:
+                mode, note = auto_background(slot.role, loaded, rembg_model)
+            modes.append(mode)
+            matte = matte_for(loaded, mode, rembg_model)
             references.append(Reference(image=loaded.rgb, mask=matte, role=slot.role, label=slot.label.strip(),
                                         sha256=loaded.sha256, source=loaded.source))
-            notes.append(loaded.notes)
+            notes.append((*loaded.notes, *([f"auto: {mode}"] if slot.background == AUTO else []),
+                          *([note] if note else [])))
             progress.update()
     inputs = [f"image_{s.index}" if s.image is None else f"image_in_{s.index}" for s in given]
-    return judge_set(ReferenceSet(tuple(references)), [s.background for s in given], notes, inputs, strict=strict)
+    return judge_set(ReferenceSet(tuple(references)), modes, notes, inputs, strict=strict)
 
 
 def judge_set(refset: ReferenceSet, backgrounds: list[str], notes: list[tuple[str, ...]], inputs: list[str], *,

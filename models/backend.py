@@ -17,6 +17,7 @@ from ..engine.camera.path import ShotCamera
 from ..engine.references.reference import ReferenceSet
 from ..engine.sizes import RenderPlan
 from ..engine.style import StyleDirection
+from .schedules import Schedule
 
 
 @dataclass
@@ -36,6 +37,8 @@ class RenderRequest:
     control_video: np.ndarray | None = None  # [plan.frames, H, W, 3] float32
     camera: ShotCamera | None = None  # the shot's camera path (the sampler always passes it)
     on_step: Callable[[int, int], None] | None = None  # progress + interrupt check per step
+    control_strength: float = 1.0  # how strongly the control video steers (0 = not at all)
+    schedule: Schedule | None = None  # the noise schedule (None: the preset's / model's)
 
 
 @dataclass

@@ -1,27 +1,32 @@
 """Loading diffusers pipelines safely, placing them in memory, and keeping one loaded.
 
 Weights load with ``local_files_only=True`` and ``use_safetensors=True``, never remote code.
-One pipeline stays loaded per process (keyed by folder + load options): a 14B model does not
-share a GPU well, so loading another model first releases the previous one. The loader's
-options map onto diffusers here: dtype, memory mode (model / group / sequential offload),
-VAE tiling, attention backend, ``torch.compile`` and a LoRA fused at a strength.
+One pipeline stays loaded per process, keyed by its weights only (:class:`~models.spec.WeightsKey`:
+files, dtype, LoRA and strength): a 14B model does not share a GPU well, so loading other
+weights first releases the previous ones. How the weights run (:class:`~models.spec.Placement`:
+memory mode, VAE tiling, attention backend, ``torch.compile``) is applied to the loaded
+pipeline in process by :func:`configure`, so a render that needs another memory mode never
+reads the weights from disk again. Every component is frozen (``requires_grad_(False)``,
+``eval()``) when it loads.
 """
 
 from __future__ import annotations
 
 import gc
-import importlib.util
 import logging
 import sys
 import threading
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from ..engine import host
 from ..engine.errors import GenerationError, InputError, MissingDependency, is_out_of_memory, require
-from .spec import LoadOptions, presets_data
+from . import placement as placing
+from .placement import DeviceInfo
+from .spec import Placement, WeightsKey, presets_data
 
 log = logging.getLogger("refvideo")
 
@@ -44,9 +49,11 @@ class LoadedPipeline:
     pipe: Any
     device: Any
     dtype: str
-    memory_mode: str
-    attention: str
-    compile: str
+    memory_mode: str = "none"
+    attention: str = "default"
+    compile: str = "off"
+    info: DeviceInfo = field(default_factory=lambda: DeviceInfo("cpu"))
+    placement: Placement | None = None  # as last configured (None: not yet)
     loras: list[dict] = field(default_factory=list)
     fingerprint: str = ""
     warnings: list[str] = field(default_factory=list)
@@ -71,6 +78,7 @@ class PipelineCache(Generic[Loaded]):
         self._lock = threading.RLock()
         self._key: Hashable | None = None
         self._value: Loaded | None = None
+        self.loads = 0  # how many times weights were built (read from disk) in this process
 
     def get(self, key: Hashable, build: Callable[[], Loaded]) -> Loaded:
         with self._lock:
@@ -78,6 +86,7 @@ class PipelineCache(Generic[Loaded]):
                 return self._value
             self.release()
             value = build()
+            self.loads += 1
             self._key, self._value = key, value
             return value
 
@@ -132,15 +141,8 @@ def diffusion_libraries() -> tuple[Any, Any, Any]:
 
 
 def resolve_dtype(choice: str, device: Any) -> str:
-    """``auto``: bf16 on CUDA with bf16 support, fp16 on Apple MPS, fp32 on CPU."""
-    if choice != "auto":
-        return choice
-    torch = torch_module()
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "mps":
-        return "fp16"
-    return "fp32"
+    """The dtype ``choice`` means on ``device`` (see :func:`models.placement.choose_dtype`)."""
+    return placing.choose_dtype(choice, placing.describe(device))
 
 
 def torch_dtype(name: str) -> Any:
@@ -231,27 +233,76 @@ def from_folder(class_name: str, folder: Path, dtype: str) -> Any:
                               fix="Download the model folder again (see docs/models.md).") from exc
 
 
-def prepare(pipe: Any, options: LoadOptions, *, device: Any, dtype: str, lora: Path | None) -> LoadedPipeline:
-    """Apply the load options to a pipeline: dtype, LoRA, attention, placement, tiling, compile."""
-    loaded = LoadedPipeline(pipe=pipe, device=device, dtype=dtype, memory_mode="none", attention="default",
-                            compile="off")
+def prepare(pipe: Any, *, device: Any, dtype: str, lora: Path | None, lora_strength: float = 1.0,
+            parallel: str = "off") -> LoadedPipeline:
+    """Make freshly loaded weights ready: dtype, a fused LoRA, frozen for inference, context parallelism
+    (no placement yet)."""
+    loaded = LoadedPipeline(pipe=pipe, device=device, dtype=dtype, info=placing.describe(device))
     wanted = torch_dtype(dtype)
     for name in ("transformer", "transformer_2", "text_encoder"):
         comp = getattr(pipe, name, None)
         if comp is not None and comp.dtype != wanted:
             comp.to(wanted)
     if lora is not None:
-        loaded.loras.append(apply_lora(pipe, lora, options.lora_strength))
-    loaded.attention = apply_attention(pipe, options.attention, device)
-    loaded.memory_mode = place(pipe, options.memory_mode, device, loaded.warnings)
-    if options.vae_tiling:
-        pipe.vae.enable_tiling()
-    from .context_parallel import enable_pipeline  # its hooks go in before compiling
+        loaded.loras.append(apply_lora(pipe, lora, lora_strength))
+    freeze(pipe)
+    from .context_parallel import enable_pipeline  # its hooks stay through re-placement; compile comes after
 
-    enable_pipeline(pipe, options.parallel)
-    loaded.compile = apply_compile(pipe, options.compile, device)
+    enable_pipeline(pipe, parallel)
     pipe.set_progress_bar_config(disable=True)
     return loaded
+
+
+def freeze(pipe: Any) -> None:
+    """Inference only: no component keeps gradients (nor builds autograd graphs for them)."""
+    for comp in pipe.components.values():
+        if hasattr(comp, "requires_grad_"):
+            comp.eval().requires_grad_(False)
+
+
+def configure(loaded: LoadedPipeline, wanted: Placement) -> None:
+    """Apply ``wanted`` to the loaded pipeline, changing only what differs from its current placement.
+
+    Attention, memory mode and compile changes undo the compiled blocks, re-place the weights
+    (offload hooks removed, the new mode applied) and compile again; VAE tiling just switches.
+    """
+    pipe, current = loaded.pipe, loaded.placement
+    if current == wanted:
+        return
+    choice = replace(placing.choose_compile(wanted.compile, wanted.memory_mode, loaded.info),
+                     backend=wanted.compile_backend)
+    heavy = current is None or (current.memory_mode, current.attention, current.compile, current.compile_backend) \
+        != (wanted.memory_mode, wanted.attention, wanted.compile, wanted.compile_backend)
+    if heavy:
+        placing.uncompile(pipe)
+        if current is None or current.attention != wanted.attention:
+            loaded.attention = apply_attention(pipe, wanted.attention, loaded.info)
+        if current is None or current.memory_mode != wanted.memory_mode:
+            if current is not None:
+                placing.unplace(pipe)
+            loaded.memory_mode = placing.place(pipe, wanted.memory_mode, loaded.device, loaded.info)
+    if wanted.vae_tiling:
+        pipe.vae.enable_tiling()
+    else:
+        pipe.vae.disable_tiling()
+    if heavy:
+        loaded.compile = placing.compile_transformer(pipe, choice)
+    loaded.placement = wanted
+
+
+@contextmanager
+def text_encoder_on_device(loaded: LoadedPipeline) -> Iterator[None]:
+    """Bring a parked text encoder to the device while prompts are encoded, then park it again."""
+    parked = placing.parked(loaded.pipe, loaded.memory_mode)
+    for comp in parked:
+        comp.to(loaded.device)
+    try:
+        yield
+    finally:
+        for comp in parked:
+            comp.to("cpu")
+        if parked:
+            host.soft_empty_cache()
 
 
 def apply_lora(pipe: Any, path: Path, strength: float) -> dict:
@@ -272,14 +323,15 @@ def apply_lora(pipe: Any, path: Path, strength: float) -> dict:
     return {"name": path.name, "strength": float(strength), "fused": True}
 
 
-def apply_attention(pipe: Any, choice: str, device: Any) -> str:
+def apply_attention(pipe: Any, choice: str, info: DeviceInfo) -> str:
     """Set the transformer's attention backend; ``auto`` picks cuDNN attention on Hopper or newer."""
     table = presets_data()["attention"]
     backend = table[choice]["backend"]
     if choice == "auto":
-        backend = _auto_attention(device)
+        denoiser = getattr(pipe, "transformer", None) or getattr(pipe, "transformer_2", None)
+        backend = _auto_attention(info, int(getattr(denoiser.config, "attention_head_dim", 0)) if denoiser else 0)
     if backend is None:
-        return "default (PyTorch SDPA)"
+        backend = "native"  # PyTorch SDPA (also undoes an earlier choice on a cached pipeline)
     for name in ("transformer", "transformer_2"):
         comp = getattr(pipe, name, None)
         if comp is None:
@@ -296,20 +348,21 @@ def apply_attention(pipe: Any, choice: str, device: Any) -> str:
     return backend
 
 
-def attention_name(choice: str, device: Any) -> str:
+def attention_name(choice: str, device: Any, head_dim: int = 128) -> str:
     """The loader's attention choice with ``auto`` resolved for ``device``, as :func:`apply_attention` does."""
     if choice != "auto":
         return choice
-    backend = _auto_attention(device)
+    backend = _auto_attention(placing.describe(device), head_dim)
     names = [name for name, entry in presets_data()["attention"].items() if entry["backend"] == backend]
     return names[0] if backend and names else "sdpa"
 
 
-def _auto_attention(device: Any) -> str | None:
+def _auto_attention(info: DeviceInfo, head_dim: int) -> str | None:
+    """cuDNN attention on the cards the rule names, for head sizes it runs (multiples of 8)."""
     rule = presets_data()["auto_attention"]
-    if device.type != "cuda":
+    if info.type != "cuda" or info.compute_capability is None or head_dim % 8:
         return None
-    major, minor = torch_module().cuda.get_device_capability(device)
+    major, minor = info.compute_capability
     return rule["backend"] if major + minor / 10 >= rule["min_compute_capability"] else None
 
 
@@ -317,44 +370,6 @@ def _attention_package(backend: str) -> str:
     return {"flash": "flash-attn", "sage": "sageattention", "_flash_3": "flash-attn-3"}.get(backend, backend)
 
 
-def place(pipe: Any, mode: str, device: Any, warnings: list[str]) -> str:
-    """Put the pipeline on ``device`` whole, or set up model / group / sequential offload."""
-    if not is_accelerator(device):
-        if mode not in ("auto", "none"):
-            warnings.append(f"memory_mode '{mode}' has no effect without a GPU; ran on the CPU.")
-        pipe.to(device)
-        return "none"
-    if mode in ("auto", "none"):
-        pipe.to(device)
-        return "none"
-    require("accelerate", f"memory_mode '{mode}'")
-    if mode == "model_offload":
-        pipe.enable_model_cpu_offload(device=device)
-    elif mode == "sequential_offload":
-        pipe.enable_sequential_cpu_offload(device=device)
-    elif mode == "group_offload":
-        pipe.enable_group_offload(onload_device=device, offload_device="cpu", offload_type="block_level",
-                                  num_blocks_per_group=1, use_stream=device.type == "cuda")
-    return mode
-
-
-def apply_compile(pipe: Any, mode: str, device: Any) -> str:
-    """``torch.compile`` the transformer: ``blocks`` compiles its repeated blocks (fast to warm up)."""
-    if mode == "auto":
-        mode = "blocks" if device.type == "cuda" and importlib.util.find_spec("triton") else "off"
-    if mode == "off":
-        return "off"
-    for name in ("transformer", "transformer_2"):
-        comp = getattr(pipe, name, None)
-        if comp is None:
-            continue
-        if mode == "blocks":
-            comp.compile_repeated_blocks(fullgraph=True)
-        else:
-            comp.compile()
-    return mode
-
-
-def load_cached(key: Hashable, build: Callable[[], LoadedPipeline]) -> LoadedPipeline:
-    """The cached pipeline for ``key``, building it (after releasing any other) if needed."""
+def load_cached(key: WeightsKey | Hashable, build: Callable[[], LoadedPipeline]) -> LoadedPipeline:
+    """The cached pipeline for the weights ``key``, building it (after releasing any other) if needed."""
     return CACHE.get(key, build)

@@ -51,6 +51,32 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class WeightsKey:
+    """The pipeline cache key: the weights in memory, and nothing about where or how they run.
+
+    Two renders with equal keys share one load. Fields that change the weights (component
+    files, a weight format) extend this value.
+    """
+
+    source: tuple[str, ...]  # what was loaded: ("diffusers", folder) or ("tiny-random",)
+    dtype: str
+    lora: str = "none"
+    lora_strength: float = 1.0
+    parallel: str = "off"  # context parallelism's hooks go in with the weights
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how loaded weights run; applied to the cached pipeline in process."""
+
+    memory_mode: str = "none"
+    vae_tiling: bool = False
+    attention: str = "auto"
+    compile: str = "off"
+    compile_backend: str = "inductor"  # torch.compile's backend ("eager" checks the graph capture on a CPU)
+
+
+@dataclass(frozen=True)
 class LoadOptions:
     """How to load and run a model: the RefVideoModelLoader's inputs, with defaults."""
 
@@ -86,10 +112,15 @@ class LoadOptions:
             raise InputError(f"LoRA strength {self.lora_strength} is out of range.", input="lora_strength",
                              fix="Give a strength between -8 and 8 (1.0 = as trained).")
 
-    def load_key(self) -> tuple:
-        """What changes the loaded weights or their placement (the pipeline cache key)."""
-        return (self.dtype, self.memory_mode, self.vae_tiling, self.attention, self.compile,
-                self.lora, round(float(self.lora_strength), 6), self.parallel)
+    def weights_key(self, source: tuple[str, ...], dtype: str) -> WeightsKey:
+        """What the loaded weights depend on (the pipeline cache key): ``source`` names the files."""
+        return WeightsKey(source=source, dtype=dtype, lora=self.lora, lora_strength=round(float(self.lora_strength), 6),
+                          parallel=self.parallel)
+
+    def placement(self) -> Placement:
+        """How the loaded weights run: changed in process, without loading them again."""
+        return Placement(memory_mode=self.memory_mode, vae_tiling=bool(self.vae_tiling), attention=self.attention,
+                         compile=self.compile)
 
     def with_(self, **changes) -> LoadOptions:
         return replace(self, **changes)
@@ -151,6 +182,7 @@ class SamplingPreset:
     guidance: float | None = None
     scheduler: SchedulerChoice | None = None
     lora: LoraAdvice | None = None
+    sigmas: tuple[float, ...] | None = None  # an exact schedule (terminal 0 implied); wins over any flow shift
 
     @classmethod
     def from_dict(cls, name: str, data: Mapping[str, Any]) -> SamplingPreset:
@@ -158,7 +190,8 @@ class SamplingPreset:
         return cls(name=name, label=data.get("label", name), description=data.get("description", ""),
                    steps=data.get("steps"), guidance=data.get("guidance"),
                    scheduler=SchedulerChoice.from_dict(data.get("scheduler")),
-                   lora=LoraAdvice(tuple(lora.get("hints", ())), float(lora.get("strength", 1.0))) if lora else None)
+                   lora=LoraAdvice(tuple(lora.get("hints", ())), float(lora.get("strength", 1.0))) if lora else None,
+                   sigmas=tuple(float(v) for v in data["sigmas"]) if data.get("sigmas") else None)
 
 
 @cache

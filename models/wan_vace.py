@@ -1,10 +1,13 @@
 """Wan 2.1 VACE through diffusers' ``WanVACEPipeline``: reference images + prompt -> video.
 
-VACE pastes reference content into the clip: each character, prop or environment reference
-is matted onto white (its mask is the alpha), fitted to the canvas and prepended as a latent
-frame that the pipeline removes before decoding, so references never flash into the output.
-First frames (continuing a previous shot) are kept with a zero mask; a control video (e.g. a
-previz animatic) is the frames to repaint. The ``style`` role is served by the prompt text.
+VACE pastes reference content into the clip: each character or prop reference is matted
+onto white (its mask is the alpha) and cropped to the subject, an environment is used whole;
+each is fitted to the canvas and prepended as a latent frame that the pipeline removes before
+decoding, so references never flash into the output. First frames (continuing a previous
+shot) are kept with a zero mask, aligned so that a latent frame is kept exactly when all the
+pixel frames it packs are; a control video (e.g. a previz animatic) is the frames to
+repaint, at ``control_strength``. The ``style`` role is served by the prompt text. Every
+model call runs under ``torch.inference_mode()``.
 
 This module is the pipeline family ``FAMILY`` of the model registry and the backend that
 ``tiny-random`` also renders with. Importing it is cheap; torch loads on first use.
@@ -12,10 +15,7 @@ This module is the pipeline family ``FAMILY`` of the model registry and the back
 
 from __future__ import annotations
 
-import inspect
-import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +26,22 @@ from ..engine.errors import GenerationError
 from ..engine.frames import resize_frames
 from ..engine.memory_plan import ArchFacts
 from ..engine.references.images import sampler_canvas as reference_image
-from ..engine.sizes import UPSCALE_1080, RenderPlan
+from ..engine.sizes import RESOLUTIONS, UPSCALE_1080, RenderPlan
 from . import diffusers_loading as loading
+from . import placement as placing
+from . import schedules
 from .backend import RenderRequest, RenderResult, VideoBackend
 from .family import ChosenModel, PipelineFamily
+from .guidance import paired_guidance
 from .model_folder import fingerprint, parameter_counts, read_config
-from .spec import LoadOptions, ModelSpec, SchedulerChoice, family_defaults, sampling_preset
+from .spec import LoadOptions, ModelSpec, family_defaults
 
 PIPELINE_CLASS = "WanVACEPipeline"
 WEIGHT_COMPONENTS = ("text_encoder", "transformer", "vae")
 WAN_ROLES = frozenset({"character", "environment", "prop"})
 WAN_FPS = 16.0
+# 144p is far below what the real models were trained on (their output falls apart): test model and previz only
+WAN_RESOLUTIONS = tuple(r for r in RESOLUTIONS if r != "144p")
 TRAINED_FRAMES = 81
 MAX_SEQUENCE_LENGTH = 512
 BIG_MODEL_HIDDEN = 5120  # 14B; the 1.3B model has 1536
@@ -129,12 +134,13 @@ def spec(name: str, folder: Path) -> ModelSpec:
         name=name, kind=PIPELINE_CLASS, fps=WAN_FPS, size_multiple=size, roles=WAN_ROLES,
         default_steps=defaults["default_steps"], default_guidance=defaults["default_guidance"],
         native_resolution="720p" if big else "480p", trained_frames=TRAINED_FRAMES, family="wan",
+        resolutions=WAN_RESOLUTIONS,
         description=f"Wan 2.1 VACE, {facts.transformer_params / 1e9:.1f}B transformer ({billions:.1f}B with "
                     "text encoder and VAE)", arch=facts)
 
 
 def load(handle: ChosenModel) -> WanVaceBackend:
-    """Load the folder (cached by folder + options) and return its backend."""
+    """Load the folder (cached by its weights) and return its backend."""
     folder = handle.folder
     assert folder is not None  # the registry resolves a diffusers model to its folder
     return load_backend(handle, handle.spec, ("diffusers", str(folder)),
@@ -142,13 +148,13 @@ def load(handle: ChosenModel) -> WanVaceBackend:
                         lambda _pipe: fingerprint(folder))
 
 
-def load_backend(handle: ChosenModel, spec: ModelSpec, key: tuple, build_pipeline: Callable[[str], Any],
+def load_backend(handle: ChosenModel, spec: ModelSpec, source: tuple[str, ...], build_pipeline: Callable[[str], Any],
                  weights_fingerprint: Callable[[Any], str]) -> WanVaceBackend:
-    """A backend on the pipeline cached under ``key`` + dtype + load options.
+    """A backend on the pipeline cached under the weights key of ``source``, placed as the options say.
 
-    On a miss, ``build_pipeline(dtype)`` makes the pipeline, ``weights_fingerprint(pipe)`` names
-    its weights (taken before the load options, e.g. a fused LoRA, change them) and the options
-    are applied.
+    On a miss, ``build_pipeline(dtype)`` makes the pipeline and ``weights_fingerprint(pipe)``
+    names its weights (taken before a LoRA is fused). A hit with other placement options
+    (memory mode, tiling, attention, compile) re-places the loaded weights in process.
     """
     options = handle.options
     device = host.torch_device()
@@ -157,11 +163,14 @@ def load_backend(handle: ChosenModel, spec: ModelSpec, key: tuple, build_pipelin
     def build() -> loading.LoadedPipeline:
         pipe = build_pipeline(dtype)
         weights = weights_fingerprint(pipe)
-        loaded = loading.prepare(pipe, options, device=device, dtype=dtype, lora=handle.lora)
+        loaded = loading.prepare(pipe, device=device, dtype=dtype, lora=handle.lora,
+                                 lora_strength=options.lora_strength, parallel=options.parallel)
         loaded.fingerprint = weights
         return loaded
 
-    return WanVaceBackend(loading.load_cached((*key, dtype, options.load_key()), build), spec, options)
+    loaded = loading.load_cached(options.weights_key(source, dtype), build)
+    loading.configure(loaded, options.placement())
+    return WanVaceBackend(loaded, spec, options)
 
 
 # --------------------------------------------------------------------------- the backend
@@ -178,84 +187,125 @@ class WanVaceBackend(VideoBackend):
     def render(self, request: RenderRequest) -> RenderResult:
         """Steps: references -> conditioning video -> scheduler -> prompt embeddings -> denoise -> deliver."""
         torch = loading.torch_module()
-        pipe, plan = self.loaded.pipe, request.plan
+        with torch.inference_mode():
+            return self._render(request)
+
+    def _render(self, request: RenderRequest) -> RenderResult:
+        torch = loading.torch_module()
+        pipe, plan, loaded = self.loaded.pipe, request.plan, self.loaded
         width, height = plan.render_width, plan.render_height
         refs = [reference_image(r, width, height) for r in request.references if r.role in self.spec.roles]
-        video, mask = conditioning(plan, request.first_frames, request.control_video)
-        scheduler = set_scheduler(pipe, self.options.preset, self.spec.family, plan.resolution)
+        video, mask = conditioning(plan, request.first_frames, request.control_video, request.control_strength)
+        schedule = request.schedule or schedules.schedule_for(self.options.preset, self.spec.family, plan.resolution)
+        scheduler = schedules.install(pipe, schedule)
         cfg = request.guidance > 1.0
         batched = cfg and self.options.cfg_batching == "on"
-        timings: dict[str, float] = {}
-        step_times: list[float] = []
-        started = time.perf_counter()
+        clock = placing.Stopwatch(placing.synchronizer(loaded.device, loaded.info))
+        steps_done: list[float] = []
 
         def on_step_end(_pipe: Any, i: int, _t: Any, kwargs: dict) -> dict:
-            step_times.append(time.perf_counter())
+            steps_done.append(clock.stamp(f"step_{i + 1}"))
             if request.on_step is not None:
                 request.on_step(i + 1, request.steps)
             return kwargs
 
-        with loading.PeakMemory(self.loaded.device) as peak:
+        with loading.PeakMemory(loaded.device) as peak:
+            started = clock.stamp("start")
             try:
                 embeds, negative = self._embeddings(request.composed_prompt, request.negative_prompt, cfg)
-                timings["text_encode_s"] = time.perf_counter() - started
+                encoded = clock.stamp("encoded")
                 generator = torch.Generator("cpu").manual_seed(int(request.seed))
-                with paired_guidance(pipe.transformer, negative, enabled=batched):
+                with paired_guidance(pipe.transformer, negative, enabled=batched) as pairing:
                     out = pipe(prompt_embeds=embeds, negative_prompt_embeds=negative, video=video, mask=mask,
                                reference_images=refs or None, height=height, width=width,
                                num_frames=plan.frames, num_inference_steps=request.steps,
                                guidance_scale=request.guidance, generator=generator, output_type="np",
                                callback_on_step_end=on_step_end, max_sequence_length=MAX_SEQUENCE_LENGTH)
+                    calls = pairing.calls if pairing is not None else None
             finally:
                 pipe.maybe_free_model_hooks()
-        frames = np.asarray(out.frames[0], dtype=np.float32)
-        ended = time.perf_counter()
-        if step_times:
-            timings["condition_and_denoise_s"] = step_times[-1] - started - timings["text_encode_s"]
-            timings["per_step_s"] = (step_times[-1] - step_times[0]) / max(len(step_times) - 1, 1) \
-                if len(step_times) > 1 else timings["condition_and_denoise_s"]
-            timings["decode_s"] = ended - step_times[-1]
-        frames = deliver(frames, plan)
-        timings["render_s"] = time.perf_counter() - started
+            ended = clock.stamp("decoded")
+        frames = deliver(np.asarray(out.frames[0], dtype=np.float32), plan)
         info = {
-            "weights_fingerprint": self.loaded.fingerprint,
-            "dtype": self.loaded.dtype,
+            "weights_fingerprint": loaded.fingerprint,
+            "dtype": loaded.dtype,
             "scheduler": scheduler,
-            "loras": list(self.loaded.loras),
-            "device": str(self.loaded.device),
-            "memory_mode": self.loaded.memory_mode,
-            "attention": self.loaded.attention,
-            "compile": self.loaded.compile,
+            "loras": list(loaded.loras),
+            "device": str(loaded.device),
+            "memory_mode": loaded.memory_mode,
+            "attention": loaded.attention,
+            "compile": loaded.compile,
             "cfg_batched": batched,
+            "transformer_calls": calls,
             "pasted_references": len(refs),
-            "timings": {k: round(v, 4) for k, v in timings.items()},
+            "control_strength": request.control_strength if request.control_video is not None else None,
+            "timings": {k: round(v, 4) for k, v in
+                        stage_timings(started, encoded, steps_done, ended, time_now=clock.stamp("delivered")).items()},
+            "timings_synchronized": placing.needs_sync(loaded.info),
             "peak_memory": peak.result,
-            "warnings": list(self.loaded.warnings),
+            "warnings": list(loaded.warnings),
         }
         return RenderResult(frames=frames, info=info)
 
     def _embeddings(self, prompt: str, negative: str, cfg: bool) -> tuple[Any, Any]:
-        """Text embeddings for the prompt pair, cached for re-renders of the same shot."""
+        """Text embeddings for the prompt pair (no autograd graph), cached for re-renders of the same shot."""
         cache = self.loaded.embeddings
         key = (prompt, negative if cfg else None)
         if key not in cache:
             pipe = self.loaded.pipe
-            pos, neg = pipe.encode_prompt(prompt=prompt, negative_prompt=negative if cfg else None,
-                                          do_classifier_free_guidance=cfg, max_sequence_length=MAX_SEQUENCE_LENGTH,
-                                          device=pipe._execution_device)
+            with loading.text_encoder_on_device(self.loaded):
+                pos, neg = pipe.encode_prompt(prompt=prompt, negative_prompt=negative if cfg else None,
+                                              do_classifier_free_guidance=cfg,
+                                              max_sequence_length=MAX_SEQUENCE_LENGTH,
+                                              device=pipe._execution_device)
             dtype = pipe.transformer.dtype
             while len(cache) >= _EMBED_CACHE:
                 cache.pop(next(iter(cache)))
-            cache[key] = (pos.to(dtype), neg.to(dtype) if neg is not None else None)
+            cache[key] = (pos.detach().to(dtype), neg.detach().to(dtype) if neg is not None else None)
         return cache[key]
+
+
+def stage_timings(started: float, encoded: float, steps: list[float], ended: float, *, time_now: float) -> dict:
+    """Seconds per stage from synchronized stamps: text encoding, conditioning + denoising, per step, decoding."""
+    timings = {"text_encode_s": encoded - started}
+    if steps:
+        timings["condition_and_denoise_s"] = steps[-1] - encoded
+        timings["per_step_s"] = (steps[-1] - steps[0]) / (len(steps) - 1) if len(steps) > 1 \
+            else timings["condition_and_denoise_s"]
+        timings["decode_s"] = ended - steps[-1]
+    timings["render_s"] = time_now - started
+    return timings
 
 
 # --------------------------------------------------------------------------- pieces of a render
 
 
-def conditioning(plan: RenderPlan, first_frames: np.ndarray | None,
-                 control_video: np.ndarray | None) -> tuple[list | None, list | None]:
-    """VACE's ``video`` and ``mask`` frames: kept first frames (mask 0), control frames or grey (mask 1)."""
+def latent_mask_sources(frames: int, temporal: int = 4) -> list[int]:
+    """The pixel frame whose mask each latent frame takes: VACE shrinks the mask in time with
+    ``nearest-exact`` (as diffusers and the official inference do), so latent ``t`` reads one
+    pixel frame, about ``4t + 1``; that is not the frames it packs (0, then ``4t-3 .. 4t``)."""
+    torch = loading.torch_module()
+    latents = (frames + temporal - 1) // temporal
+    index = torch.arange(frames, dtype=torch.float32).view(1, 1, frames, 1, 1)
+    picked = torch.nn.functional.interpolate(index, size=(latents, 1, 1), mode="nearest-exact")
+    return [int(v) for v in picked.flatten().tolist()]
+
+
+def kept_latents(kept_frames: int, temporal: int = 4) -> int:
+    """How many leading latent frames pack only kept pixel frames (frame 0 alone, then ``temporal`` each)."""
+    return 0 if kept_frames < 1 else 1 + (kept_frames - 1) // temporal
+
+
+def conditioning(plan: RenderPlan, first_frames: np.ndarray | None, control_video: np.ndarray | None,
+                 control_strength: float = 1.0) -> tuple[list | None, list | None]:
+    """VACE's ``video`` and ``mask`` frames: kept first frames (mask 0), control frames or grey (mask 1).
+
+    The control video is blended towards neutral grey by ``1 - control_strength`` (0 = the same
+    as no control video). The mask is built so that the latent mask the transformer receives
+    keeps a latent frame exactly when every pixel frame packed into it is kept: the pixel frame
+    each kept latent reads its mask from (see :func:`latent_mask_sources`) is marked kept and
+    made neutral grey, so it adds nothing to either half of the encoded video.
+    """
     if first_frames is None and control_video is None:
         return None, None
     from PIL import Image
@@ -265,10 +315,15 @@ def conditioning(plan: RenderPlan, first_frames: np.ndarray | None,
     mask = np.ones((n, h, w), dtype=np.float32)
     if control_video is not None:
         video[:] = resize_frames(control_video[:n], w, h)
+        if control_strength != 1.0:
+            video[:] = 0.5 + np.float32(control_strength) * (video - 0.5)
     if first_frames is not None:
         k = min(len(first_frames), n)
         video[:k] = resize_frames(first_frames[:k], w, h)
         mask[:k] = 0.0
+        for source in latent_mask_sources(n)[:kept_latents(k)]:
+            if source >= k:
+                mask[source], video[source] = 0.0, 0.5
     to_pil = lambda a, mode: Image.fromarray(np.round(np.clip(a, 0, 1) * 255).astype(np.uint8), mode)  # noqa: E731
     return [to_pil(f, "RGB") for f in video], [to_pil(m, "L").convert("RGB") for m in mask]
 
@@ -284,81 +339,6 @@ def deliver(frames: np.ndarray, plan: RenderPlan) -> np.ndarray:
     if top < 0 or left < 0:
         raise GenerationError(f"rendered {w}x{h} is smaller than the delivered {plan.width}x{plan.height}.")
     return np.ascontiguousarray(frames[:, top:top + plan.height, left:left + plan.width])
-
-
-def scheduler_choice(preset_name: str, family: str, resolution: str) -> dict | None:
-    """The scheduler a preset (else the family) asks for, with its flow shift for ``resolution``."""
-    choice = (sampling_preset(preset_name).scheduler
-              or SchedulerChoice.from_dict(family_defaults(family).get("scheduler")))
-    if choice is None:
-        return None
-    return {"class": choice.class_name, "flow_shift": choice.shift_for(resolution)}
-
-
-def set_scheduler(pipe: Any, preset_name: str, family: str, resolution: str) -> dict:
-    """Install the preset's scheduler on the pipeline (built from its saved config); return what was set."""
-    choice = scheduler_choice(preset_name, family, resolution)
-    base = pipe.__dict__.setdefault("_refvideo_base_scheduler", pipe.scheduler.config)
-    if choice is None:
-        pipe.scheduler = type(pipe.scheduler).from_config(base)
-        return {"class": type(pipe.scheduler).__name__}
-    import diffusers
-
-    cls = getattr(diffusers, choice["class"])
-    accepted = inspect.signature(cls.__init__).parameters
-    shift = choice["flow_shift"]
-    kwargs: dict = {}
-    if shift is not None:
-        kwargs = {"flow_shift": shift} if "flow_shift" in accepted else {"shift": shift}
-    if choice["class"] == "UniPCMultistepScheduler":
-        kwargs.update(prediction_type="flow_prediction", use_flow_sigmas=True)
-    pipe.scheduler = cls.from_config({k: v for k, v in base.items() if k in accepted}, **kwargs)
-    return {"class": choice["class"], **({"flow_shift": shift} if shift is not None else {})}
-
-
-@contextmanager
-def paired_guidance(transformer: Any, negative: Any, *, enabled: bool):
-    """Run each step's conditional and unconditional passes as one batch of two.
-
-    The pipeline calls the transformer twice per step (prompt, then negative prompt); with
-    this on, the first call computes both in one batch and the second returns the stored
-    half. Same numbers, fewer kernel launches and better GPU use at small sizes.
-    """
-    if not enabled or negative is None:
-        yield
-        return
-    torch = loading.torch_module()
-    previous = transformer.__dict__.get("forward")
-    original = transformer.forward
-    pending: list = []
-
-    def forward(hidden_states, timestep, encoder_hidden_states, control_hidden_states=None,
-                control_hidden_states_scale=None, attention_kwargs=None, return_dict=True, **kw):
-        if encoder_hidden_states is negative and pending:
-            return (pending.pop(),)
-        if encoder_hidden_states is negative:
-            return original(hidden_states=hidden_states, timestep=timestep, encoder_hidden_states=negative,
-                            control_hidden_states=control_hidden_states,
-                            control_hidden_states_scale=control_hidden_states_scale,
-                            attention_kwargs=attention_kwargs, return_dict=return_dict, **kw)
-        out = original(hidden_states=torch.cat([hidden_states, hidden_states]),
-                       timestep=torch.cat([timestep, timestep]),
-                       encoder_hidden_states=torch.cat([encoder_hidden_states, negative]),
-                       control_hidden_states=torch.cat([control_hidden_states, control_hidden_states]),
-                       control_hidden_states_scale=control_hidden_states_scale,
-                       attention_kwargs=attention_kwargs, return_dict=False, **kw)[0]
-        cond, uncond = out.chunk(2)
-        pending[:] = [uncond]
-        return (cond,)
-
-    transformer.forward = forward
-    try:
-        yield
-    finally:
-        if previous is None:
-            del transformer.forward
-        else:
-            transformer.forward = previous
 
 
 FAMILY = PipelineFamily(name="wan_vace", pipeline_classes=(PIPELINE_CLASS,), weight_components=WEIGHT_COMPONENTS,

@@ -53,8 +53,9 @@ class RefVideoModelLoader:
                 "lora_strength": ("FLOAT", {"default": 1.0, "min": -8.0, "max": 8.0, "step": 0.05,
                                   "tooltip": "How strongly the LoRA applies (1.0 = as trained)."}),
                 "dtype": (list(DTYPES), {"default": "auto",
-                          "tooltip": "Weight precision. auto: bf16 on NVIDIA, fp16 on Apple, fp32 on CPU. The "
-                                     "VAE always runs in fp32."}),
+                          "tooltip": "Weight precision. auto: bf16 on NVIDIA GPUs with native bf16 (RTX 30xx, A100 "
+                                     "and newer), fp16 on older NVIDIA cards and Apple, fp32 on CPU. The VAE "
+                                     "always runs in fp32."}),
                 "memory_mode": (list(MEMORY_MODES), {"default": "auto",
                                 "tooltip": "auto: the fastest that fits in free GPU memory. none: all on the GPU. "
                                            "model_offload: one component at a time. group_offload: a few blocks "
@@ -66,13 +67,15 @@ class RefVideoModelLoader:
                                          "PyTorch's default. flash-attn and sage need their packages."}),
                 "compile": (list(COMPILE_MODES), {"default": "auto",
                             "tooltip": "torch.compile the transformer. auto: its repeated blocks on NVIDIA GPUs "
-                                       "with Triton (first run slower, later runs faster); off elsewhere."}),
+                                       "with Triton, with any memory_mode (first run slower, later runs faster); "
+                                       "off elsewhere."}),
                 "cfg_batching": (list(CFG_BATCHING), {"default": "auto",
                                  "tooltip": "Run the guided and unguided passes of a step as one batch. auto: when "
                                             "it fits in memory. Same result."}),
                 "hd_strategy": (list(HD_STRATEGIES), {"default": "auto",
                                 "tooltip": "1080p: 'crop' renders 1920x1088 and crops; 'upscale' renders 720p and "
-                                           "upscales. auto: crop for 720p-native models (14B), upscale otherwise."}),
+                                           "upscales. auto: upscale for Wan (not trained above 720p); previz draws "
+                                           "1080p directly."}),
                 "match_frames_of": (registry.match_targets(models), {"default": registry.AUTO_TARGET,
                                     "tooltip": "previz only: plan the animatic with this model's fps and frame "
                                                "count so it lines up frame for frame as its control video. auto = "

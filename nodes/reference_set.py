@@ -11,8 +11,8 @@ from ..engine.references.library import KIND as SET_KIND
 from ..engine.references.library import list_sets
 from ..engine.references.reference import ROLES
 from ..jobs.reference_prep import (
+    AUTO,
     BACKGROUND_MODES,
-    OFF,
     ReferenceInput,
     inputs_fingerprint,
     preview_batch,
@@ -74,9 +74,12 @@ class LoadReferenceSet:
                 "tooltip": f"An image from any node for slot {i}; when connected it wins over image_{i} "
                            "(the first frame of a batch is used)."})
             optional[f"background_{i}"] = (list(BACKGROUND_MODES), {
-                "default": OFF,
-                "tooltip": "Background removal for this reference: off (keeps a PNG's transparency), flat background "
-                           "(keys out a solid backdrop colour; no model needed) or rembg (a segmentation model)."})
+                "default": AUTO,
+                "tooltip": "Background removal for this reference. auto: a character or prop is cut out (its PNG "
+                           "transparency, else rembg when installed, else the flat key on a plain backdrop, else "
+                           "kept with a warning); an environment or style is used whole. off (keeps a PNG's "
+                           "transparency), flat background (keys out a solid backdrop colour; no model needed) or "
+                           "rembg (a segmentation model)."})
         optional["rembg_model"] = (model_names(), {
             "default": model_names()[0],
             "tooltip": "The rembg model for 'rembg' background removal. Its .onnx file goes into ComfyUI's "
@@ -104,7 +107,7 @@ class LoadReferenceSet:
     def load(self, image_1: str, role_1: str, label_1: str, image_2: str = NONE, role_2: str = "environment",
              label_2: str = "", image_3: str = NONE, role_3: str = "prop", label_3: str = "",
              image_in_1: Any = None, image_in_2: Any = None, image_in_3: Any = None,
-             background_1: str = OFF, background_2: str = OFF, background_3: str = OFF,
+             background_1: str = AUTO, background_2: str = AUTO, background_3: str = AUTO,
              rembg_model: str = "u2netp", strict: bool = False, saved_set: str = NONE, save_as: str = "",
              overwrite: bool = False) -> dict:
         slots = [ReferenceInput(1, image_1, image_in_1, role_1, label_1, background_1),

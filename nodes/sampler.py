@@ -16,8 +16,10 @@ from ..engine.sizes import (
     RESOLUTIONS,
 )
 from ..jobs.generation import (
+    CONTINUE_FRAMES_STEP,
     DEFAULT_CONTINUE_FRAMES,
     MAX_CONTINUE_FRAMES,
+    MAX_FLOW_SHIFT,
     MAX_GUIDANCE,
     MAX_STEPS,
     SamplerInputs,
@@ -76,21 +78,32 @@ class RefVideoSampler:
                 "first_frames": ("IMAGE", {"tooltip": "A previous shot's frames (connect its sampler's frames): "
                                                       "this clip continues from the last continue_frames of them."}),
                 "continue_frames": ("INT", {"default": DEFAULT_CONTINUE_FRAMES, "min": 1,
-                                    "max": MAX_CONTINUE_FRAMES,
-                                    "tooltip": "How many of first_frames' last frames the clip starts from."}),
+                                    "max": MAX_CONTINUE_FRAMES, "step": CONTINUE_FRAMES_STEP,
+                                    "tooltip": "How many of first_frames' last frames the clip starts from: 1, 5, "
+                                               "9 (default), ... so they fill whole latent frames; other counts "
+                                               "are snapped down."}),
                 "control_video": ("IMAGE", {"tooltip": "A control video with exactly the clip's frame count, e.g. a "
                                                        "previz animatic rendered with match_frames_of."}),
+                "flow_shift": ("FLOAT", {"default": 0.0, "min": 0.0, "max": MAX_FLOW_SHIFT, "step": 0.5,
+                               "tooltip": "The noise schedule's flow shift; 0 = the model's default (16 for Wan "
+                                          "VACE). A preset with an exact schedule (distill) ignores it."}),
+                "control_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05,
+                                     "tooltip": "How strongly control_video steers the clip: 1 = follow it, lower "
+                                                "= the model invents more of the motion, 0 = ignore it. References "
+                                                "and first frames are not weakened."}),
             },
         }
 
     def sample(self, model: Any, references: Any, prompt: str, seed: int, steps: int = 0, guidance: float = 0.0,
                negative_prompt: str = "", resolution: str = DEFAULT_RESOLUTION, aspect: str = DEFAULT_ASPECT,
                duration: float = DEFAULT_SECONDS, style: Any = None, budget: Any = None, first_frames: Any = None,
-               control_video: Any = None, continue_frames: int = DEFAULT_CONTINUE_FRAMES) -> dict[str, Any]:
+               control_video: Any = None, continue_frames: int = DEFAULT_CONTINUE_FRAMES, flow_shift: float = 0.0,
+               control_strength: float = 1.0) -> dict[str, Any]:
         result = generate(SamplerInputs(
             model=model, references=references, prompt=prompt, seed=seed, steps=steps, guidance=guidance,
             negative_prompt=negative_prompt, resolution=resolution, aspect=aspect, duration=duration, style=style,
-            budget=budget, first_frames=first_frames, control_video=control_video, continue_frames=continue_frames))
+            budget=budget, first_frames=first_frames, control_video=control_video, continue_frames=continue_frames,
+            flow_shift=flow_shift, control_strength=control_strength))
         return with_ui((to_tensor(result.frames), float(result.fps), result.info_json()), result.summary())
 
 

@@ -233,7 +233,7 @@ SHOTS = (
     ("close-up", "Close-up on Mara's face in the lantern light as she looks out to sea. Slow dolly in, then rack "
                  "focus to the background."),
 )
-CONTINUE_FRAMES = 8
+CONTINUE_FRAMES = 9  # 4k+1: kept frames fill whole latent frames
 
 
 def continuity_three_shots() -> Workflow:
@@ -329,10 +329,11 @@ def shot_1080p() -> Workflow:
         notes=[Note(6, "About this workflow", "\n\n".join([
             "1080p SHOT: a 1920x1080 16:9 clip of 5 s. 1080 is not a multiple of 16, so a diffusion model either "
             "renders 1920x1088 and crops 4 rows top and bottom, or renders 720p and upscales; the loader's "
-            "hd_strategy chooses (auto: crop on 720p-native models such as the 14B, upscale otherwise) and the "
-            "generation info says which was done. Previz draws 1080p directly.",
-            on_a_gpu("For 1080p choose Wan2.1-VACE-14B-diffusers (hd_strategy crop); on a 1.3B the upscale from "
-                     "720p is the better choice. Turn on vae_tiling if memory is short."),
+            "hd_strategy chooses (auto: 720p upscaled for every Wan model, which were not trained above 720p; "
+            "crop renders 1920x1088 natively on request) and the generation info says which was done. Previz "
+            "draws 1080p directly.",
+            on_a_gpu("Wan renders 720p and upscales by default; hd_strategy crop asks for a native 1920x1088 render "
+                     "(2.3x the tokens of 720p). Turn on vae_tiling if memory is short."),
             CREDITS, HEADLESS.format(stem="shot_1080p")]), (1010, 1040), (420, 780))],
         groups=shot_groups("The shot", (4, 5)),
         thumbnail=5, strip=(5,))

@@ -83,3 +83,7 @@ def _one_torch_thread():
         return
     torch.set_num_threads(1)
     yield
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than a few seconds on a CPU (real compile, offload hooks)")

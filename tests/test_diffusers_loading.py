@@ -11,7 +11,8 @@ from safetensors.torch import save_file
 
 from refvideo.engine.errors import InputError, MissingDependency
 from refvideo.models import diffusers_loading as loading
-from refvideo.models import registry, tiny_random
+from refvideo.models import placement, registry, tiny_random
+from refvideo.models.placement import DeviceInfo
 from refvideo.models.spec import LoadOptions
 
 CPU = torch.device("cpu")
@@ -66,21 +67,24 @@ def test_the_cache_keeps_one_pipeline_and_releases_the_previous():
 def test_options_map_onto_diffusers():
     pipe = tiny_random.build_pipeline()
     assert loading.resolve_dtype("auto", CPU) == "fp32" and loading.resolve_dtype("bf16", CPU) == "bf16"
-    assert loading.apply_attention(pipe, "auto", CPU) == "default (PyTorch SDPA)"
-    assert loading.apply_attention(pipe, "sdpa", CPU) == "native"
+    assert loading.apply_attention(pipe, "auto", DeviceInfo("cpu")) == "native"  # PyTorch SDPA
+    assert loading.apply_attention(pipe, "sdpa", DeviceInfo("cpu")) == "native"
     with pytest.raises(MissingDependency) as err:
-        loading.apply_attention(pipe, "flash-attn", CPU)
+        loading.apply_attention(pipe, "flash-attn", DeviceInfo("cpu"))
     assert err.value.package == "flash-attn"
-    loading.apply_attention(pipe, "sdpa", CPU)
-    warnings: list[str] = []
-    assert loading.place(pipe, "model_offload", CPU, warnings) == "none"
-    assert "no effect without a GPU" in warnings[0]
-    assert loading.apply_compile(pipe, "auto", CPU) == "off"
+    loading.apply_attention(pipe, "sdpa", DeviceInfo("cpu"))
+    with pytest.raises(InputError) as refused:
+        placement.place(pipe, "model_offload", CPU, DeviceInfo("cpu"))  # moves whole components to a GPU
+    assert refused.value.input == "memory_mode"
     assert loading.free_memory(CPU) > 0
 
 
-def test_bf16_weights_on_request():
-    loaded = loading.prepare(tiny_random.build_pipeline(), LoadOptions(dtype="bf16"), device=CPU, dtype="bf16",
-                             lora=None)
+def test_bf16_weights_on_request_frozen_for_inference():
+    pipe = tiny_random.build_pipeline()
+    assert any(p.requires_grad for p in pipe.transformer.parameters())  # as built
+    loaded = loading.prepare(pipe, device=CPU, dtype="bf16", lora=None)
     assert loaded.pipe.transformer.dtype == torch.bfloat16 and loaded.pipe.text_encoder.dtype == torch.bfloat16
     assert loaded.pipe.vae.dtype == torch.float32  # the VAE stays in fp32
+    for name in ("transformer", "text_encoder", "vae"):
+        module = getattr(loaded.pipe, name)
+        assert not module.training and not any(p.requires_grad for p in module.parameters())

@@ -107,17 +107,19 @@ def test_a_previz_animatic_steers_the_model_frame_for_frame():
     previz = registry.resolve("previz", LoadOptions(match_frames_of="tiny-random"))
     animatic = generate(inputs(model=previz))
     assert animatic.frames.shape == (21, 144, 144, 3) and animatic.fps == 4.0  # planned with tiny-random's timing
-    first = np.random.default_rng(2).random((4, 288, 288, 3), dtype=np.float32)  # resized to 144x144
-    result = generate(inputs(first_frames=torch.from_numpy(first), control_video=animatic.frames, guidance=1.0))
+    first = np.random.default_rng(2).random((5, 288, 288, 3), dtype=np.float32)  # resized to 144x144
+    result = generate(inputs(first_frames=torch.from_numpy(first), control_video=animatic.frames, guidance=1.0,
+                             control_strength=0.5))
     assert result.frames.shape == (21, 144, 144, 3)
-    assert (result.info["first_frames"], result.info["control_video"]) == (4, 21)
+    assert (result.info["first_frames"], result.info["control_video"]) == (5, 21)
+    assert result.info["control_strength"] == 0.5 and result.info["backend_info"]["control_strength"] == 0.5
 
 
 @pytest.mark.slow
 def test_first_frames_and_control_video_reach_the_model():
     plain = generate(inputs(guidance=1.0)).frames
     control = np.random.default_rng(3).random((21, 144, 144, 3), dtype=np.float32)
-    first = np.random.default_rng(4).random((4, 144, 144, 3), dtype=np.float32)
+    first = np.random.default_rng(4).random((5, 144, 144, 3), dtype=np.float32)
     steered = generate(inputs(guidance=1.0, control_video=control)).frames
     continued = generate(inputs(guidance=1.0, first_frames=first)).frames
     assert np.abs(steered - plain).mean() > 1e-3  # same seed: only the control video differs
@@ -127,9 +129,13 @@ def test_first_frames_and_control_video_reach_the_model():
 def test_a_whole_previous_clip_continues_from_its_last_frames():
     previous = np.random.default_rng(3).random((21, 144, 144, 3), dtype=np.float32)
     job = prepare(inputs(first_frames=previous))
-    assert np.array_equal(job.first_frames, previous[-8:])
-    job = prepare(inputs(first_frames=torch.from_numpy(previous), continue_frames=3))
-    assert np.array_equal(job.first_frames, previous[-3:])
+    assert np.array_equal(job.first_frames, previous[-9:])  # 9 (the default): whole latent frames
+    assert not any("continued from" in w for w in job.warnings)
+    job = prepare(inputs(first_frames=torch.from_numpy(previous), continue_frames=8))  # snapped to 4k+1
+    assert np.array_equal(job.first_frames, previous[-5:])
+    assert any("last 5 frames, not 8" in w for w in job.warnings)
+    job = prepare(inputs(first_frames=previous[-7:], continue_frames=9))  # fewer than asked: 5 of the 7
+    assert np.array_equal(job.first_frames, previous[-5:])
     job = prepare(inputs(first_frames=previous[-1]))  # one image [H, W, 3] is one frame
     assert np.array_equal(job.first_frames, previous[-1:])
 
@@ -151,6 +157,10 @@ BAD_INPUTS = [
     ("seed", dict(seed=-1)),
     ("steps", dict(steps=500)),
     ("guidance", dict(guidance=99.0)),
+    ("flow_shift", dict(flow_shift=-1.0)),
+    ("flow_shift", dict(flow_shift=float("nan"))),
+    ("control_strength", dict(control_strength=1.5)),
+    ("steps", dict(steps=6, preset_model="distill-4step")),
     ("control_video", dict(control_video=np.zeros((20, 144, 144, 3), np.float32))),
     ("control_video", dict(control_video=np.zeros((21, 144, 256, 3), np.float32))),
     ("first_frames", dict(first_frames=np.zeros((21, 144, 144, 3), np.float32), continue_frames=21)),
@@ -168,6 +178,8 @@ def test_bad_input_is_refused_before_any_work(field, change):
     shared_ledger().topup("default", 5000)
     budget = plan_budget(model="tiny-random", resolution="144p", seconds=5)
     change = {"budget": budget, **change}
+    if "preset_model" in change:  # a 4-step schedule asked for 6 steps
+        change["model"] = registry.resolve("tiny-random", LoadOptions(preset=change.pop("preset_model")))
     with pytest.raises(InputError) as err:
         generate(inputs(**change))
     assert err.value.input == field and err.value.fix
@@ -294,3 +306,24 @@ def test_an_api_workflow_with_a_budget_renders_and_charges_once(tmp_path):
     assert len(files) == 1 and files[0].is_file() and files[0].stat().st_size > 0
     kinds = [e.kind for e in shared_ledger().history()]
     assert kinds == ["topup", "reserve", "charge"]
+
+
+def test_a_render_outside_comfyui_keeps_no_autograd_graph():
+    assert torch.is_grad_enabled()  # as in the CLI, `refvideo run` and the benchmarks
+    result = generate(inputs(guidance=5.0))
+    loaded = diffusers_loading.CACHE.current()
+    for name, module in loaded.pipe.components.items():
+        if isinstance(module, torch.nn.Module):
+            assert not any(p.requires_grad for p in module.parameters()), name
+    cached = [t for pair in loaded.embeddings.values() for t in pair if t is not None]
+    assert len(cached) == 2 and all(t.grad_fn is None and not t.requires_grad for t in cached)
+    assert result.info["timings"]["render_s"] > 0
+
+
+def test_flow_shift_and_control_strength_are_recorded():
+    result = generate(inputs(guidance=1.0, flow_shift=7.0))
+    assert result.info["flow_shift"] == 7.0 and result.info["scheduler"]["flow_shift"] == 7.0
+    assert result.info["scheduler"]["class"] == "UniPCMultistepScheduler"
+    assert result.info["control_strength"] == 1.0
+    default = generate(inputs(guidance=1.0))
+    assert default.info["flow_shift"] == 0.0 and default.info["scheduler"]["flow_shift"] == 3.0  # the model's

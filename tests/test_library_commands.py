@@ -93,7 +93,7 @@ def test_refs_list_and_show(capsys, refvideo_home):
     manifest = json.loads(out)
     assert code == 0 and manifest["name"] == "Mara" and manifest["references"][0]["source"] == "mara.png"
     code, out, _ = cli(capsys, "refs", "show", "Mara")
-    assert "1. character 'Mara': mara.png, background off" in out
+    assert "1. character 'Mara': mara.png, background flat background" in out  # auto keyed its backdrop
     code, out, err = cli(capsys, "refs", "show", "Nope")
     assert code == 2 and "no reference set named 'Nope'" in err
     code, out, _ = cli(capsys, "refs", "show", "../etc", "--json")

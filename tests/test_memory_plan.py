@@ -101,3 +101,13 @@ def test_unknown_mode_is_refused(wan1):
         decide(wan1, requested_mode="swap", cfg_batching="auto", free=80 * GIB, accelerator=True, dtype="bf16",
                vae_tiling=False, guidance=5.0, **SD)
     assert err.value.input == "memory_mode"
+
+
+def test_group_offload_counts_the_text_encoder_while_it_encodes_and_the_resident_vae(wan14):
+    group = estimate(wan14, "group_offload", dtype="bf16", vae_tiling=True, cfg_batched=False, **HD)
+    text_encoder, vae = wan14.text_encoder_params * 2, wan14.vae_params * 4
+    assert group.weights >= vae + min(text_encoder, wan14.block_params * 2 * 2)
+    encode_stage = text_encoder + vae  # the encoder comes to the GPU whole, the VAE never leaves it
+    assert group.peak >= encode_stage
+    sequential = estimate(wan14, "sequential_offload", dtype="bf16", vae_tiling=True, cfg_batched=False, **HD)
+    assert sequential.weights < text_encoder  # one leaf at a time, the text encoder too

@@ -11,6 +11,7 @@ from refvideo.engine.errors import InputError, ModelNotFound
 from refvideo.engine.references.images import from_uint8, to_uint8
 from refvideo.jobs import reference_prep
 from refvideo.jobs.reference_prep import (
+    AUTO,
     FLAT,
     OFF,
     REMBG,
@@ -34,7 +35,7 @@ def inputs(refvideo_home):
 
 
 def slot(index: int = 1, name: str = "mara.png", **kwargs) -> ReferenceInput:
-    return ReferenceInput(index, name, **kwargs)
+    return ReferenceInput(index, name, **{"background": OFF, **kwargs})
 
 
 @pytest.mark.parametrize("slots, field, words", [
@@ -136,3 +137,33 @@ def test_fingerprint_follows_file_contents(inputs):
     save_png(inputs / "mara.png", character(512, 640, seed=4))
     assert inputs_fingerprint(["mara.png", "none", "none"]) != before
     assert inputs_fingerprint(["../escape.png"]) != inputs_fingerprint(["missing.png"])
+
+
+def test_auto_background_cuts_out_subjects_and_keeps_places_whole(inputs, monkeypatch):
+    monkeypatch.delenv("U2NET_HOME", raising=False)  # no rembg model: the flat key serves subjects
+    monkeypatch.delenv("REMBG_HOME", raising=False)
+    busy = np.full((300, 400, 3), 128, np.uint8)  # half the border busy: no flat backdrop to key
+    busy[:, :200] = (np.random.default_rng(0).random((300, 200, 3)) * 255).astype(np.uint8)
+    save_png(inputs / "street.png", busy)
+    prepared = prepare_set([slot(1, background=AUTO), slot(2, "mara.png", role="environment", background=AUTO),
+                            slot(3, "street.png", role="prop", background=AUTO)])
+    subject, place, busy = prepared.references
+    assert prepared.backgrounds == (FLAT, OFF, OFF)
+    truth = character_mask(512, 640) > 0.5
+    cut = subject.mask > 0.5
+    assert (cut & truth).sum() / (cut | truth).sum() > 0.95  # the backdrop was keyed out
+    assert place.mask.min() == 1.0 and busy.mask.min() == 1.0  # an environment goes in whole
+    assert "auto: flat background" in prepared.report
+    assert "background kept" in prepared.report and "rembg" in prepared.report  # says how to fix it
+
+
+def test_auto_background_uses_rembg_when_installed(inputs, monkeypatch):
+    import os
+    from pathlib import Path
+
+    folder = os.environ.get("REFVIDEO_TEST_U2NET_HOME")
+    if not folder or not (Path(folder) / "u2netp.onnx").is_file():
+        pytest.skip("REFVIDEO_TEST_U2NET_HOME is not set to a folder holding u2netp.onnx")
+    monkeypatch.setenv("U2NET_HOME", folder)
+    prepared = prepare_set([slot(1, background=AUTO), slot(2, role="style", background=AUTO)])
+    assert prepared.backgrounds == (REMBG, OFF)

@@ -56,7 +56,8 @@ def test_schema_has_the_public_inputs_and_lists_files_samples_and_sets(inputs):
     assert specs["image_2"].choices[0] == "none" and specs["image_2"].default == "none"
     # the frontend's upload button belongs to the first image_upload combo only
     assert [n for n, spec in specs.items() if spec.options.get("image_upload")] == ["image_1"]
-    assert specs["background_1"].choices == ["off", "flat background", "rembg"]
+    assert specs["background_1"].choices == ["auto", "off", "flat background", "rembg"]
+    assert specs["background_1"].default == "auto"
     assert specs["saved_set"].choices == ["none"]
     assert LoadReferenceSet.OUTPUT_NODE is True
     assert LoadReferenceSet.RETURN_TYPES == ("REFVIDEO_REFSET", "IMAGE", "MASK", "STRING")
@@ -76,7 +77,7 @@ def test_a_workflow_run_outputs_the_set_preview_mask_and_report(inputs):
     truth = character_mask(512, 640) > 0.5
     subject = masks[0].numpy() > 0.5
     assert (subject & truth).sum() / (subject | truth).sum() > 0.95
-    assert masks[1].min() == 1.0
+    assert masks[1].min() == 0.0  # background_2 auto (the default): the prop was cut out of its backdrop
     assert [r.label for r in refs] == ["Mara", "lamp"] and refs.references[0].sha256
     assert refs.findings[0]["check"] == "noise" and refs.findings[0]["reference"] == 2
 

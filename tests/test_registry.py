@@ -11,7 +11,7 @@ import pytest
 from refvideo.engine.errors import InputError, ModelNotFound
 from refvideo.engine.references.reference import Reference, ReferenceSet
 from refvideo.engine.sizes import WAN_FRAMES, plan_render
-from refvideo.models import diffusers_loading, registry, tiny_random
+from refvideo.models import diffusers_loading, registry, schedules, tiny_random
 from refvideo.models.backend import RenderRequest
 from refvideo.models.spec import LoadOptions
 from refvideo.nodes.model_loader import RefVideoModelLoader
@@ -77,7 +77,7 @@ def test_discovered_folder_spec_without_loading(models_dir):
     spec = handle.spec
     assert (spec.fps, spec.frame_rule, spec.size_multiple, spec.native_resolution) == (16.0, WAN_FRAMES, 16, "480p")
     assert spec.roles == {"character", "environment", "prop"}
-    assert (spec.default_steps, spec.default_guidance) == (30, 5.0)
+    assert (spec.default_steps, spec.default_guidance) == (50, 5.0)
     pipe = tiny_random.build_pipeline()
     assert spec.arch.transformer_params == sum(p.numel() for p in pipe.transformer.parameters())
     assert spec.arch.control_layers == 2 and spec.arch.hidden == 24
@@ -180,7 +180,7 @@ def test_saved_folder_loads_through_from_pretrained_and_matches_the_built_pipeli
                                    "character", "a"),))
     plan = plan_render("144p", "16:9", 5, fps=1.6, rule=WAN_FRAMES)  # 9 frames, 256x144: quick
     request = dict(references=refs, prompt="walk", composed_prompt="walk", negative_prompt="", plan=plan, seed=5,
-                   steps=2, guidance=1.0)
+                   steps=2, guidance=1.0, schedule=schedules.schedule_for("default", "tiny", "144p"))  # one schedule
     loaded = registry.resolve(NAME).backend()
     assert loaded.loaded.fingerprint.startswith("sha256:")
     from_disk = loaded.render(RenderRequest(**request)).frames

@@ -281,17 +281,17 @@ def test_continuity_three_shots_continue_and_join_seamlessly():
     shots = [decode(one_file(files, n)) for n in ("6", "8", "10")]
     sequence = decode(one_file(files, "12"))
     assert [len(s) for s in shots] == [81, 81, 81]
-    assert len(sequence) == 3 * 81 - 2 * 8  # crossfaded over the 8 frames each shot continues from
+    assert len(sequence) == 3 * 81 - 2 * 9  # crossfaded over the 9 frames each shot continues from
     assert_thumbnail_shows("continuity_three_shots", sequence)
     infos = [manifest(files[n][0]) for n in ("6", "8", "10")]
-    assert [i["first_frames"] for i in infos] == [0, 8, 8]
+    assert [i["first_frames"] for i in infos] == [0, 9, 9]
     assert len({json.dumps(i["style"], sort_keys=True) for i in infos}) == 1 and infos[0]["style"]
     assert len({tuple(r["hash"] for r in i["references"]) for i in infos}) == 1
     for before, after in zip(shots, shots[1:]):  # a shot opens on the frames the one before ends with
-        assert np.abs(before[-8:].astype(float) - after[:8].astype(float)).mean() < 4.0
-        assert np.abs(before[-8:].astype(float) - after[40:48].astype(float)).mean() > 4.0  # then moves on
-    joint = sequence[81 - 8:81].astype(float)  # the first crossfade: shot 1's end and shot 2's start
-    assert np.abs(joint - shots[0][-8:].astype(float)).mean() < 4.0
+        assert np.abs(before[-9:].astype(float) - after[:9].astype(float)).mean() < 4.0
+        assert np.abs(before[-9:].astype(float) - after[40:49].astype(float)).mean() > 4.0  # then moves on
+    joint = sequence[81 - 9:81].astype(float)  # the first crossfade: shot 1's end and shot 2's start
+    assert np.abs(joint - shots[0][-9:].astype(float)).mean() < 4.0
 
 
 @pytest.mark.slow

@@ -28,7 +28,7 @@ from .. import host
 from ..errors import InputError
 from ..frames import fit_box, image_batch
 from ..paths import SAMPLES_DIR, SAMPLES_PREFIX, contained
-from .reference import Reference
+from .reference import Reference, is_subject
 
 NONE = "none"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -254,11 +254,12 @@ def subject_box(alpha: np.ndarray, margin: float = 0.04) -> tuple[int, int, int,
 
 
 def sampler_canvas(ref: Reference, width: int, height: int) -> Image.Image:
-    """A reference as the sampler feeds it: RGB, matted onto white by its mask, cropped to the subject,
-    fitted (aspect kept) and centred on a white ``width`` x ``height`` canvas."""
+    """A reference as the sampler feeds it: RGB, fitted (aspect kept) and centred on a white ``width`` x
+    ``height`` canvas. A subject (character, prop) is first matted onto white by its mask and cropped to
+    it; an environment or style image goes in whole."""
     rgb = np.clip(np.asarray(ref.image, dtype=np.float32)[..., :3], 0.0, 1.0)
     alpha = np.clip(np.asarray(ref.mask, dtype=np.float32), 0.0, 1.0)
-    if alpha.shape != rgb.shape[:2]:
+    if alpha.shape != rgb.shape[:2] or not is_subject(ref.role):
         alpha = np.ones(rgb.shape[:2], dtype=np.float32)
     matted = composite_over_white(rgb, alpha)
     box = subject_box(alpha)

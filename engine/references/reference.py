@@ -12,6 +12,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 ROLES: tuple[str, ...] = ("character", "environment", "prop", "style")
+SUBJECT_ROLES: frozenset[str] = frozenset({"character", "prop"})
+"""Roles that are one thing cut out of its photo: background removal (``auto``) and matting and
+cropping onto the canvas apply to them. An environment or a style is a whole picture, used whole."""
+
+
+def is_subject(role: str) -> bool:
+    """Whether a reference of ``role`` is cut out of its background (see :data:`SUBJECT_ROLES`)."""
+    return role in SUBJECT_ROLES
 MAX_REFERENCES = 3
 
 

@@ -11,7 +11,7 @@ from ...engine.references.library import list_sets, set_manifest
 from ...engine.references.quality import Finding, check_reference
 from ...engine.references.reference import ROLES
 from ...engine.skills import list_skills, skill_document
-from ...jobs.reference_prep import BACKGROUND_MODES, OFF, matte_for, trusted_matte
+from ...jobs.reference_prep import AUTO, BACKGROUND_MODES, OFF, auto_background, matte_for, trusted_matte
 from .main import EXIT_BAD_INPUT, EXIT_OK, emit
 
 
@@ -53,6 +53,8 @@ def check_one(image: str, *, role: str, background: str, rembg_model: str) -> tu
         loaded = read_image_file(Path(image), input_name="IMAGE", source=image)
     except InputError as exc:
         return [Finding("unreadable", "error", exc.message, exc.fix or "Give a PNG, JPEG or WebP image.")], False
+    if background == AUTO:
+        background, _note = auto_background(role, loaded, rembg_model)
     matte = matte_for(loaded, background, rembg_model)
     return check_reference(loaded.rgb, role=role, matte=trusted_matte(matte, background)), True
 
