@@ -144,3 +144,14 @@ def test_a_constant_frame_rate_the_format_cannot_time_is_refused_before_anything
     assert "frames per second is not usable" in VideoEncode.VALIDATE_INPUTS(fps=0.0, format="gif")
     assert "not a known format" in VideoEncode.VALIDATE_INPUTS(format="avi")
     assert VideoEncode.VALIDATE_INPUTS(format="gif") is True  # fps linked: the encoder checks it before writing
+
+
+def test_a_written_clip_of_one_ledger_does_not_settle_the_same_charge_id_in_another(tmp_path, monkeypatch):
+    info = {"credits": {"charge_id": 1, "account": "default", "credits": 210}}
+    clip_charges.mark_written(info)
+    assert clip_charges.partial_tag(info) == ""  # this ledger's charge 1 is in a file
+    other = tmp_path / "other_home"
+    other.mkdir()
+    monkeypatch.setenv("REFVIDEO_HOME", str(other))
+    host.configure()
+    assert clip_charges.partial_tag(info) == "charge-1"  # charge 1 of another ledger is still open

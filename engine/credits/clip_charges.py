@@ -23,8 +23,12 @@ log = logging.getLogger("refvideo")
 CREDITS_KEY = "credits"
 
 _TAG = re.compile(r"\.charge-(\d{1,18})\.")
-_written: set[int] = set()
+_written: set[tuple[str, int]] = set()  # (ledger file, charge id): ids are per ledger
 _lock = threading.Lock()
+
+
+def _key(charge: int) -> tuple[str, int]:
+    return str(host.ledger_path()), charge
 
 
 def charge_record(entry: Entry) -> dict[str, Any]:
@@ -44,7 +48,7 @@ def partial_tag(info: dict | None) -> str:
     killed process (:func:`refund_abandoned`) knows which charge never reached its file."""
     charge = charge_id(info)
     with _lock:
-        if charge is None or charge in _written:  # already in a file: this further copy does not decide it
+        if charge is None or _key(charge) in _written:  # already in a file: this further copy does not decide it
             return ""
     return f"charge-{charge}"
 
@@ -74,7 +78,7 @@ def mark_written(info: dict | None) -> None:
     charge = charge_id(info)
     if charge is not None:
         with _lock:
-            _written.add(charge)
+            _written.add(_key(charge))
 
 
 def refund_unwritten(info: dict | None, error: BaseException) -> Entry | None:
@@ -85,9 +89,9 @@ def refund_unwritten(info: dict | None, error: BaseException) -> Entry | None:
     if charge is None:
         return None
     with _lock:
-        if charge in _written:
+        if _key(charge) in _written:
             return None
-        _written.add(charge)  # once per process, whatever happens below
+        _written.add(_key(charge))  # once per process, whatever happens below
     reason = "interrupted while writing the clip" if host.is_interrupt(error) else \
         f"the clip could not be written: {type(error).__name__}: {error}"
     try:
