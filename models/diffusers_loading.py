@@ -21,6 +21,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from ..engine import host
 from ..engine.errors import GenerationError, InputError, MissingDependency, is_out_of_memory, require
+from . import fp8_storage
 from .spec import LoadOptions, presets_data
 
 log = logging.getLogger("refvideo")
@@ -51,6 +52,7 @@ class LoadedPipeline:
     fingerprint: str = ""
     warnings: list[str] = field(default_factory=list)
     embeddings: dict = field(default_factory=dict)  # (prompt, negative) -> text embeddings, newest last
+    fp8_components: list[str] = field(default_factory=list)  # components whose weights are stored in fp8
 
     def resident_bytes(self) -> int:
         total = 0
@@ -238,8 +240,9 @@ def prepare(pipe: Any, options: LoadOptions, *, device: Any, dtype: str, lora: P
     wanted = torch_dtype(dtype)
     for name in ("transformer", "transformer_2", "text_encoder"):
         comp = getattr(pipe, name, None)
-        if comp is not None and comp.dtype != wanted:
+        if comp is not None and comp.dtype != wanted and not fp8_storage.is_quantized(comp):
             comp.to(wanted)
+    loaded.fp8_components = fp8_storage.store_fp8(pipe, options.weight_dtype, wanted)
     if lora is not None:
         loaded.loras.append(apply_lora(pipe, lora, options.lora_strength))
     loaded.attention = apply_attention(pipe, options.attention, device)

@@ -25,6 +25,7 @@ COMPILE_MODES: tuple[str, ...] = ("auto", "off", "blocks", "full")
 CFG_BATCHING: tuple[str, ...] = ("auto", "on", "off")
 HD_STRATEGIES: tuple[str, ...] = ("auto", "crop", "upscale")
 PARALLEL_MODES: tuple[str, ...] = ("off", "ulysses", "ring")  # context parallelism (models/context_parallel.py)
+WEIGHT_DTYPES: tuple[str, ...] = ("default", "fp8_e4m3fn")  # ComfyUI's own loader's names
 
 
 @dataclass(frozen=True)
@@ -66,11 +67,16 @@ class LoadOptions:
     match_frames_of: str = "auto"
     keep_loaded: bool = True
     parallel: str = "off"  # context parallelism over the torchrun processes: off, ulysses, ring
+    # single-file models (diffusion_models/<file>): the other files, and how transformer weights are stored
+    text_encoder: str = "auto"
+    vae: str = "auto"
+    transformer_2: str = "none"
+    weight_dtype: str = "default"
 
     def __post_init__(self) -> None:
         for name, allowed in (("dtype", DTYPES), ("memory_mode", MEMORY_MODES), ("compile", COMPILE_MODES),
                               ("cfg_batching", CFG_BATCHING), ("hd_strategy", HD_STRATEGIES),
-                              ("parallel", PARALLEL_MODES)):
+                              ("parallel", PARALLEL_MODES), ("weight_dtype", WEIGHT_DTYPES)):
             value = getattr(self, name)
             if value not in allowed:
                 raise InputError(f"'{value}' is not a valid choice.", input=name,
@@ -86,7 +92,11 @@ class LoadOptions:
     def load_key(self) -> tuple:
         """What changes the loaded weights or their placement (the pipeline cache key)."""
         return (self.dtype, self.memory_mode, self.vae_tiling, self.attention, self.compile,
-                self.lora, round(float(self.lora_strength), 6), self.parallel)
+                self.lora, round(float(self.lora_strength), 6), self.parallel, *self.files_key())
+
+    def files_key(self) -> tuple:
+        """The component files and weight storage: part of what was loaded."""
+        return (self.text_encoder, self.vae, self.transformer_2, self.weight_dtype)
 
     def with_(self, **changes) -> LoadOptions:
         return replace(self, **changes)
