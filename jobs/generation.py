@@ -79,6 +79,7 @@ class SamplerInputs:
     first_frames: object = None
     control_video: object = None
     continue_frames: int = DEFAULT_CONTINUE_FRAMES
+    guidance_2: float = 0.0  # Wan 2.2's low-noise expert; 0 = same as guidance
 
 
 @dataclass
@@ -103,6 +104,7 @@ class Job:
     budget: CreditBudget | None
     warnings: list[str] = field(default_factory=list)
     layout: Layout = field(default_factory=Layout)
+    guidance_2: float = 0.0
 
 
 @dataclass
@@ -154,7 +156,8 @@ def prepare(inputs: SamplerInputs) -> Job:
     job = Job(handle=handle, spec=spec, references=refs, prompt=prompt, composed=composed, plan=plan, seed=seed,
               steps=steps, guidance=guidance, sources=sources, style=style, camera=camera, first_frames=first,
               control_video=control, memory=memory, budget=budget, layout=layout)
-    job.warnings = [*collect_warnings(job), *parallel_notes]
+    job.guidance_2 = check_guidance_2(inputs.guidance_2, spec, job.warnings)
+    job.warnings = [*collect_warnings(job), *parallel_notes, *job.warnings]
     return job
 
 
@@ -274,6 +277,23 @@ def sampling(spec: ModelSpec, preset_name: str, style: StyleDirection | None, st
         raise InputError(f"guidance {values['guidance']} (from the {sources['guidance']}) is out of range.",
                          input="guidance", fix=f"Give 1 to {MAX_GUIDANCE:g} (1 = no guidance), or 0 for the default.")
     return n_steps, scale, sources
+
+
+def check_guidance_2(value: Any, spec: Any, warnings: list[str]) -> float:
+    """The low-noise expert's guidance (Wan 2.2); 0 = the same as ``guidance``; noted when the model has one expert."""
+    try:
+        scale = float(value or 0.0)
+    except (TypeError, ValueError):
+        raise InputError(f"{value!r} is not a number.", input="guidance_2", fix="Give a decimal, or 0.") from None
+    if isinstance(value, bool) or not math.isfinite(scale) or not 0.0 <= scale <= MAX_GUIDANCE:
+        raise InputError(f"guidance_2 {value} is out of range.", input="guidance_2",
+                         fix=f"Give 1 to {MAX_GUIDANCE:g}, or 0 for the same as guidance.")
+    experts = getattr(getattr(spec, "arch", None), "experts", 1)
+    if scale and experts < 2:
+        warnings.append(f"guidance_2 applies to Wan 2.2 models with two experts; {spec.name} has one, so it was "
+                        "not used.")
+        return 0.0
+    return scale
 
 
 def continuation(frames: Any, count: int) -> Any:
@@ -487,7 +507,7 @@ def _render(job: Job, backend: VideoBackend) -> RenderResult:
 
         request = RenderRequest(references=job.references, prompt=job.prompt, composed_prompt=job.composed.text,
                                 negative_prompt=job.composed.negative, plan=job.plan, seed=job.seed,
-                                steps=job.steps, guidance=job.guidance, style=job.style,
+                                steps=job.steps, guidance=job.guidance, guidance_2=job.guidance_2, style=job.style,
                                 first_frames=job.first_frames, control_video=job.control_video, camera=job.camera,
                                 on_step=on_step)
         result = backend.render(request)
@@ -563,6 +583,7 @@ def build_info(job: Job, backend_info: dict, timings: dict) -> dict:
         "seed": job.seed,
         "steps": job.steps,
         "guidance": job.guidance,
+        **({"guidance_2": job.guidance_2} if job.guidance_2 else {}),
         "sampling_sources": job.sources,
         "prompt": job.prompt,
         "negative_prompt": job.composed.negative,

@@ -36,6 +36,7 @@ class RenderRequest:
     control_video: np.ndarray | None = None  # [plan.frames, H, W, 3] float32
     camera: ShotCamera | None = None  # the shot's camera path (the sampler always passes it)
     on_step: Callable[[int, int], None] | None = None  # progress + interrupt check per step
+    guidance_2: float = 0.0  # Wan 2.2's low-noise expert (guidance_scale_2); 0 = same as guidance
 
 
 @dataclass

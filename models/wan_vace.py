@@ -222,7 +222,8 @@ class WanVaceBackend(VideoBackend):
                                reference_images=refs or None, height=height, width=width,
                                num_frames=plan.frames, num_inference_steps=request.steps,
                                guidance_scale=request.guidance, generator=generator, output_type="np",
-                               callback_on_step_end=on_step_end, max_sequence_length=MAX_SEQUENCE_LENGTH)
+                               callback_on_step_end=on_step_end, max_sequence_length=MAX_SEQUENCE_LENGTH,
+                               **second_expert_guidance(pipe, request.guidance_2))
             finally:
                 pipe.maybe_free_model_hooks()
         frames = np.asarray(out.frames[0], dtype=np.float32)
@@ -268,6 +269,13 @@ class WanVaceBackend(VideoBackend):
 
 
 # --------------------------------------------------------------------------- pieces of a render
+
+
+def second_expert_guidance(pipe: Any, guidance_2: float) -> dict:
+    """``guidance_scale_2`` for a Wan 2.2 pipeline (two experts) when the sampler set ``guidance_2``."""
+    if guidance_2 and getattr(pipe.config, "boundary_ratio", None) is not None:
+        return {"guidance_scale_2": float(guidance_2)}
+    return {}
 
 
 def reference_image(ref: Reference, width: int, height: int) -> Any:

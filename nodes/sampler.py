@@ -78,6 +78,9 @@ class RefVideoSampler:
                 "continue_frames": ("INT", {"default": DEFAULT_CONTINUE_FRAMES, "min": 1,
                                     "max": MAX_CONTINUE_FRAMES,
                                     "tooltip": "How many of first_frames' last frames the clip starts from."}),
+                "guidance_2": ("FLOAT", {"default": 0.0, "min": 0.0, "max": MAX_GUIDANCE, "step": 0.1,
+                               "tooltip": "Wan 2.2 (two experts): guidance of the low-noise expert; 0 = the same "
+                                          "as guidance. Ignored, with a note, for one-expert models."}),
                 "control_video": ("IMAGE", {"tooltip": "A control video with exactly the clip's frame count, e.g. a "
                                                        "previz animatic rendered with match_frames_of."}),
             },
@@ -86,11 +89,13 @@ class RefVideoSampler:
     def sample(self, model: Any, references: Any, prompt: str, seed: int, steps: int = 0, guidance: float = 0.0,
                negative_prompt: str = "", resolution: str = DEFAULT_RESOLUTION, aspect: str = DEFAULT_ASPECT,
                duration: float = DEFAULT_SECONDS, style: Any = None, budget: Any = None, first_frames: Any = None,
-               control_video: Any = None, continue_frames: int = DEFAULT_CONTINUE_FRAMES) -> dict[str, Any]:
+               control_video: Any = None, continue_frames: int = DEFAULT_CONTINUE_FRAMES,
+               guidance_2: float = 0.0) -> dict[str, Any]:
         result = generate(SamplerInputs(
             model=model, references=references, prompt=prompt, seed=seed, steps=steps, guidance=guidance,
             negative_prompt=negative_prompt, resolution=resolution, aspect=aspect, duration=duration, style=style,
-            budget=budget, first_frames=first_frames, control_video=control_video, continue_frames=continue_frames))
+            budget=budget, first_frames=first_frames, control_video=control_video, continue_frames=continue_frames,
+            guidance_2=guidance_2))
         return with_ui((to_tensor(result.frames), float(result.fps), result.info_json()), result.summary())
 
 

@@ -184,13 +184,14 @@ def test_gguf_weights_stay_quantized(models, written):
 # --------------------------------------------------------------------------- renders
 
 
-def _request() -> RenderRequest:
+def _request(**changes) -> RenderRequest:
     rng = np.random.default_rng(0)
     refs = ReferenceSet((Reference(rng.random((40, 30, 3), dtype=np.float32), np.ones((40, 30), np.float32),
                                    "character", "a"),))
     plan = plan_render("144p", "16:9", 5, fps=1.6, rule=WAN_FRAMES)  # 9 frames at 256x144
-    return RenderRequest(references=refs, prompt="walk", composed_prompt="mara walks to the window",
-                         negative_prompt="", plan=plan, seed=3, steps=2, guidance=1.0)
+    settings = dict(references=refs, prompt="walk", composed_prompt="mara walks to the window",
+                    negative_prompt="", plan=plan, seed=3, steps=2, guidance=1.0)
+    return RenderRequest(**{**settings, **changes})
 
 
 def test_single_file_render_equals_the_diffusers_folder_render(models):
@@ -222,7 +223,7 @@ def _count_calls(module) -> list[int]:
     return calls
 
 
-def test_a_wan22_folder_uses_both_experts(models, written, tmp_path):
+def test_a_wan22_folder_uses_both_experts_and_guidance_2(models, written):
     pipe = C.build_pipeline(written[0].parent / "tokenizer", transformer_2=True)
     pipe.save_pretrained(models / "Wan22-tiny", safe_serialization=True)
     try:
@@ -231,10 +232,26 @@ def test_a_wan22_folder_uses_both_experts(models, written, tmp_path):
         backend = handle.backend()
         high, low = _count_calls(backend.loaded.pipe.transformer), _count_calls(backend.loaded.pipe.transformer_2)
         frames = backend.render(_request()).frames
+        assert np.isfinite(frames).all()
+        assert high[0] >= 1 and low[0] >= 1 and high[0] + low[0] == 2  # 2 steps, guidance off: one call each
+
+        guided = [backend.render(_request(guidance=3.0, guidance_2=g)).frames for g in (0.0, 3.0, 6.0)]
     finally:
         shutil.rmtree(models / "Wan22-tiny")
-    assert np.isfinite(frames).all()
-    assert high[0] >= 1 and low[0] >= 1 and high[0] + low[0] == 2  # 2 steps, guidance off: one call each
+    np.testing.assert_array_equal(guided[0], guided[1])  # 0 = the same as guidance
+    assert np.abs(guided[2] - guided[0]).max() > 1e-4  # the low-noise expert got its own scale
+
+
+def test_guidance_2_is_checked_and_noted_for_one_expert_models():
+    from refvideo.jobs.generation import SamplerInputs, prepare
+
+    refs = _request().references
+    job = prepare(SamplerInputs(model="tiny-random", references=refs, prompt="walk", guidance_2=4.0,
+                                resolution="144p"))
+    assert job.guidance_2 == 0.0 and any("guidance_2" in w for w in job.warnings)
+    with pytest.raises(InputError) as err:
+        prepare(SamplerInputs(model="tiny-random", references=refs, prompt="walk", guidance_2=-1.0, resolution="144p"))
+    assert err.value.input == "guidance_2"
 
 
 def test_two_single_files_make_a_wan22_pipeline(models):
