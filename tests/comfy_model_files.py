@@ -51,8 +51,12 @@ def sentencepiece_model() -> bytes:
     return out.getvalue()
 
 
-def build_pipeline(folder_tokenizer: Path, *, seed: int = 0, transformer_2: bool = False):
-    """A tiny ``WanVACEPipeline`` whose VAE and transformer have the layouts of the public single files."""
+def build_pipeline(folder_tokenizer: Path, *, seed: int = 0, transformer_2: bool = False,
+                   transformer: dict | None = None):
+    """A tiny ``WanVACEPipeline`` whose VAE and transformer have the layouts of the public single files.
+
+    ``transformer`` overrides the transformer's config (the benchmark builds wider ones).
+    """
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanVACEPipeline, WanVACETransformer3DModel
     from transformers import T5Tokenizer, UMT5Config, UMT5EncoderModel
 
@@ -62,14 +66,15 @@ def build_pipeline(folder_tokenizer: Path, *, seed: int = 0, transformer_2: bool
     torch.manual_seed(seed)
     vae = AutoencoderKLWan(**VAE).eval()
     torch.manual_seed(seed)
-    transformer = WanVACETransformer3DModel(**TRANSFORMER).eval()
+    config = {**TRANSFORMER, **(transformer or {})}
+    main = WanVACETransformer3DModel(**config).eval()
     second = None
     if transformer_2:
         torch.manual_seed(seed + 1)
-        second = WanVACETransformer3DModel(**TRANSFORMER).eval()
+        second = WanVACETransformer3DModel(**config).eval()
     scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
     return WanVACEPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=scheduler,
-                           transformer=transformer, transformer_2=second,
+                           transformer=main, transformer_2=second,
                            boundary_ratio=0.875 if transformer_2 else None)
 
 
