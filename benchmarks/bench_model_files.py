@@ -31,16 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 if __package__ in (None, ""):  # run as a script from a checkout: import the pack as `refvideo`
-    try:
-        import refvideo  # noqa: F401
-    except ImportError:
-        import importlib.util
+    from pack_path import import_pack
 
-        spec = importlib.util.spec_from_file_location("refvideo", ROOT / "__init__.py",
-                                                      submodule_search_locations=[str(ROOT)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["refvideo"] = module
-        spec.loader.exec_module(module)
+    import_pack()
 
 from refvideo.engine.memory_plan import GIB, MODE_ORDER, estimate  # noqa: E402
 

@@ -353,21 +353,17 @@ def test_another_architecture_as_transformer_2_is_refused(models, written):
         (models / "diffusion_models" / "other.safetensors").unlink()
 
 
-def test_a_scaled_fp8_file_without_its_scales_is_refused_not_rendered(models, written, tmp_path):
-    path = models / "diffusion_models" / "broken_fp8_e4m3fn_scaled.safetensors"
-    C.write_scaled_fp8(path, written[1].transformer, drop_scale="model.diffusion_model.blocks.0.self_attn.q")
+@pytest.mark.parametrize("name, write, words", [
+    ("broken_fp8_e4m3fn_scaled.safetensors",
+     lambda p, m: C.write_scaled_fp8(p, m, drop_scale="model.diffusion_model.blocks.0.self_attn.q"),
+     "no usable scale_weight"),
+    ("odd.gguf", lambda p, m: C.write_gguf(p, m, unsupported="blocks.0.ffn.2.weight"), "IQ2_XXS"),
+])
+def test_a_file_that_cannot_be_read_right_is_refused_not_rendered(models, written, name, write, words):
+    path = models / "diffusion_models" / name
+    write(path, written[1].transformer)
     try:
-        with pytest.raises(ModelNotFound, match="no usable scale_weight"):
-            single_file_loading.load_transformer(comfy_files.read_info(path), torch.float32)
-    finally:
-        path.unlink()
-
-
-def test_a_gguf_quant_type_diffusers_cannot_read_is_refused(models, written):
-    path = models / "unet" / "odd.gguf"
-    C.write_gguf(path, written[1].transformer, unsupported="blocks.0.ffn.2.weight")
-    try:
-        with pytest.raises(ModelNotFound, match="IQ2_XXS"):
+        with pytest.raises(ModelNotFound, match=words):
             single_file_loading.load_transformer(comfy_files.read_info(path), torch.float32)
     finally:
         path.unlink()
