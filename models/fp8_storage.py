@@ -3,7 +3,7 @@
 diffusers' layerwise casting keeps each layer's weights in ``float8_e4m3fn`` and casts them up
 to the compute dtype just before the layer runs, skipping the layers Wan VACE needs precise
 (patch embeddings, condition embedder, norms: the model's own skip patterns). Half the weight
-memory of bf16; GGUF-quantized transformers are left as they are.
+memory of bf16; GGUF-quantized and scaled-fp8 transformers are left as they are.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ EXPERTS = ("transformer", "transformer_2")
 
 def is_quantized(module: Any) -> bool:
     """True for a model whose weights a quantizer (GGUF) holds: never cast it as a whole."""
-    return getattr(module, "hf_quantizer", None) is not None or bool(getattr(module, "is_quantized", False))
+    from .fp8_scaled import MARK
+
+    return (getattr(module, "hf_quantizer", None) is not None or bool(getattr(module, "is_quantized", False))
+            or bool(getattr(module, MARK, False)))
 
 
 def store_fp8(pipe: Any, weight_dtype: str, compute_dtype: Any) -> list[str]:

@@ -4,7 +4,7 @@ The transformer goes through ``WanVACETransformer3DModel.from_single_file`` and 
 ``AutoencoderKLWan.from_single_file``, each with ``config=`` a local folder holding the config
 :mod:`comfy_files` derived (without it diffusers asks the Hub) and ``local_files_only=True``.
 A GGUF file loads with ``GGUFQuantizationConfig``: its weights stay quantized in memory and are
-dequantized layer by layer as they run. A scaled-fp8 file is dequantized on load
+dequantized layer by layer as they run. A scaled-fp8 file keeps its fp8 weights with their scales
 (:mod:`fp8_scaled`). The text encoder comes from :mod:`umt5_file`.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 from ..engine.errors import GenerationError, ModelNotFound
 from .comfy_files import PREFIX, FileInfo, gguf_shape, transformer_config, vae_config
-from .fp8_scaled import dequantized_state
+from . import fp8_scaled
 
 
 @contextmanager
@@ -62,21 +62,28 @@ def load_transformer(info: FileInfo, dtype: Any, *, input_name: str = "model") -
     """The ``WanVACETransformer3DModel`` of a single file (safetensors, scaled fp8 or GGUF)."""
     from diffusers import GGUFQuantizationConfig, WanVACETransformer3DModel
 
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
     kwargs: dict = {}
+    scaled: dict = {}
     if info.fmt == "gguf":
         source: Any = gguf_state(info.path)
         kwargs["quantization_config"] = GGUFQuantizationConfig(compute_dtype=dtype)
     elif info.fmt == "scaled_fp8":
-        source = dequantized_state(info.path, dtype, input_name=input_name)
+        source, scaled = fp8_scaled.read_scaled(info.path, dtype, input_name=input_name)
     else:
         source = str(info.path)
     with config_folder(transformer_config(info)) as config:
         try:
-            return WanVACETransformer3DModel.from_single_file(source, config=config, torch_dtype=dtype,
-                                                              local_files_only=True, **kwargs).eval()
+            model = WanVACETransformer3DModel.from_single_file(source, config=config, torch_dtype=dtype,
+                                                               local_files_only=True, **kwargs).eval()
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise GenerationError(f"loading {info.path.name} failed: {exc}", input=input_name,
                                   fix="Download the file again, or choose another transformer file.") from exc
+    if scaled:
+        del source  # the multiplied-out copies: the layers keep the file's fp8 weights instead
+        fp8_scaled.keep_fp8(model, scaled, dtype, convert_wan_transformer_to_diffusers)
+    return model
 
 
 def load_vae(info: FileInfo) -> Any:

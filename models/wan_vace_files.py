@@ -80,8 +80,8 @@ def spec(name: str, path: Path, options: LoadOptions) -> ModelSpec:
                      cf.text_encoder_config(files.text_encoder),
                      {"transformer": files.transformer.params, "text_encoder": files.text_encoder.params,
                       "vae": files.vae.params}, files.transformer.largest)
-    stored = files.transformer.weight_bytes if files.transformer.fmt == "gguf" else 0
-    if options.weight_dtype == "fp8_e4m3fn":
+    stored = files.transformer.weight_bytes if files.transformer.fmt in ("gguf", "scaled_fp8") else 0
+    if options.weight_dtype == "fp8_e4m3fn" and not stored:
         stored = files.transformer.params
     facts = replace(facts, transformer_bytes=stored, experts=2 if files.transformer_2 else 1)
     return folder_spec(name, facts, describe(facts) + f"; {_format(files.transformer)} file")

@@ -181,6 +181,18 @@ def test_gguf_weights_stay_quantized(models, written):
     assert held < 0.5 * full  # Q8_0 / Q4_K bytes, not fp32
 
 
+def test_scaled_fp8_weights_stay_fp8_with_their_scales(models, written):
+    info = comfy_files.read_info(models / "diffusion_models" / SCALED)
+    model = single_file_loading.load_transformer(info, torch.float32)
+    layer = model.blocks[0].attn1.to_q
+    stored = info.tensors["model.diffusion_model.blocks.0.self_attn.q.weight"]
+    assert layer.weight.dtype == torch.float8_e4m3fn and layer.scale_weight.numel() == 1
+    assert model.dtype == torch.float32  # what the pipeline computes in
+    held = sum(p.numel() * p.element_size() for p in model.parameters())
+    assert held < 0.5 * sum(v.numel() * 4 for v in written[2][PLAIN].values()) and stored.dtype == "F8_E4M3"
+    assert registry.resolve(file_model(SCALED)).spec.arch.transformer_bytes == info.weight_bytes
+
+
 # --------------------------------------------------------------------------- renders
 
 
