@@ -236,6 +236,8 @@ class WanVaceBackend(VideoBackend):
         frames = deliver(frames, plan)
         timings["render_s"] = time.perf_counter() - started
         info = {
+            "architecture": self.spec.description,  # "Wan 2.2 VACE, two ... experts" for two experts
+            "fp8_storage": list(self.loaded.fp8_components),
             "weights_fingerprint": self.loaded.fingerprint,
             "dtype": self.loaded.dtype,
             "scheduler": scheduler,

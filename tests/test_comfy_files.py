@@ -243,8 +243,9 @@ def test_a_wan22_folder_uses_both_experts_and_guidance_2(models, written):
         assert handle.spec.arch.experts == 2 and "Wan 2.2" in handle.spec.description
         backend = handle.backend()
         high, low = _count_calls(backend.loaded.pipe.transformer), _count_calls(backend.loaded.pipe.transformer_2)
-        frames = backend.render(_request()).frames
-        assert np.isfinite(frames).all()
+        result = backend.render(_request())
+        frames = result.frames
+        assert np.isfinite(frames).all() and result.info["architecture"].startswith("Wan 2.2")
         assert high[0] >= 1 and low[0] >= 1 and high[0] + low[0] == 2  # 2 steps, guidance off: one call each
 
         guided = [backend.render(_request(guidance=3.0, guidance_2=g)).frames for g in (0.0, 3.0, 6.0)]
