@@ -25,7 +25,8 @@ Examples (one command each stays within 10 minutes on an H100)::
     python benchmarks/bench_generation.py --arch 14B --resolution 720p --steps 2 --variants plain,default,distill-4step
     python benchmarks/bench_generation.py --arch 14B --resolution 720p --steps 2 --variants group_offload \\
         --memory-cap-gb 24
-    python benchmarks/bench_generation.py --arch 14B --resolution 720p --steps 2 --variants plain,sdpa,fp8,gguf-q8_0,gguf-q4_0
+    python benchmarks/bench_generation.py --arch 14B --resolution 720p --steps 2 \\
+        --variants plain,sdpa,fp8,gguf-q8_0,gguf-q4_0
     python benchmarks/bench_generation.py --tiny     # CPU check of this script with the tiny random pipeline
 
 ``--context-parallel ulysses`` (or ``ring``) measures one shot spread over several GPUs instead:

@@ -40,11 +40,13 @@ FOLDERS: dict[str, tuple[str, ...]] = {
 }
 # What ``auto`` picks, in order (the names ComfyUI's Wan VACE templates use).
 AUTO_NAMES: dict[str, tuple[str, ...]] = {
-    "text_encoder": ("umt5_xxl_fp16.safetensors", "umt5_xxl_bf16.safetensors", "umt5_xxl_fp8_e4m3fn_scaled.safetensors"),
+    "text_encoder": ("umt5_xxl_fp16.safetensors", "umt5_xxl_bf16.safetensors",
+                     "umt5_xxl_fp8_e4m3fn_scaled.safetensors"),
     "vae": ("wan_2.1_vae.safetensors", "wan2.1_vae.safetensors", "Wan2.1_VAE.safetensors"),
 }
 DOWNLOADS = {
-    "text_encoder": "umt5_xxl_fp8_e4m3fn_scaled.safetensors (or umt5_xxl_fp16) from Comfy-Org/Wan_2.1_ComfyUI_repackaged",
+    "text_encoder": "umt5_xxl_fp8_e4m3fn_scaled.safetensors (or umt5_xxl_fp16) from "
+                    "Comfy-Org/Wan_2.1_ComfyUI_repackaged",
     "vae": "wan_2.1_vae.safetensors from Comfy-Org/Wan_2.1_ComfyUI_repackaged",
 }
 HEAD_DIM = 128  # Wan's attention head size

@@ -70,7 +70,7 @@ def keep_fp8(model: Any, scaled: dict, compute_dtype: Any, rename: Any) -> int:
 
         def __init__(self) -> None:
             super().__init__(next(iter(scaled.values()))[0].dtype, compute_dtype, non_blocking=False)
-            self.stored = None
+            self.stored: Any = None
 
         def initialize_hook(self, module: Any) -> Any:
             return module

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.errors import GenerationError, ModelNotFound
-from .comfy_files import PREFIX, FileInfo, gguf_shape, transformer_config, vae_config
 from . import fp8_scaled
+from .comfy_files import PREFIX, FileInfo, gguf_shape, transformer_config, vae_config
 
 
 @contextmanager
@@ -61,7 +61,6 @@ def gguf_state(path: Path) -> dict:
 def load_transformer(info: FileInfo, dtype: Any, *, input_name: str = "model") -> Any:
     """The ``WanVACETransformer3DModel`` of a single file (safetensors, scaled fp8 or GGUF)."""
     from diffusers import GGUFQuantizationConfig, WanVACETransformer3DModel
-
     from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
 
     kwargs: dict = {}

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import inspect
 import time
-from dataclasses import replace
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 

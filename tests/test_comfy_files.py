@@ -217,8 +217,8 @@ def test_single_file_render_equals_the_diffusers_folder_render(models):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [PLAIN, SCALED, GGUF])
 def test_refvideo_run_renders_each_format(models, tmp_path, capsys, name):
-    from refvideo.headless.cli import main
     from refvideo.engine.paths import API_WORKFLOWS_DIR
+    from refvideo.headless.cli import main
 
     code = main(["run", str(API_WORKFLOWS_DIR / "demo_shot.json"), "--set", f"2.model={file_model(name)}",
                  "--set", f"2.text_encoder={TE}", "--set", "2.vae=auto", "--set", "3.resolution=144p",
