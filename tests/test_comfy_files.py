@@ -206,6 +206,7 @@ def _request(**changes) -> RenderRequest:
     return RenderRequest(**{**settings, **changes})
 
 
+@pytest.mark.slow
 def test_single_file_render_equals_the_diffusers_folder_render(models):
     from_files = registry.resolve(file_model(PLAIN)).backend().render(_request())
     from_folder = registry.resolve(FOLDER).backend().render(_request())
@@ -222,6 +223,7 @@ def test_refvideo_run_renders_each_format(models, tmp_path, capsys, name):
 
     code = main(["run", str(API_WORKFLOWS_DIR / "demo_shot.json"), "--set", f"2.model={file_model(name)}",
                  "--set", f"2.text_encoder={TE}", "--set", "2.vae=auto", "--set", "3.resolution=144p",
+                 "--set", "3.aspect=1:1",
                  "--set", "3.steps=1", "--set", "3.guidance=1", "--output-dir", str(tmp_path), "--json"])
     payload = json.loads(capsys.readouterr().out)
     assert code == 0 and payload["ok"], payload
@@ -235,6 +237,7 @@ def _count_calls(module) -> list[int]:
     return calls
 
 
+@pytest.mark.slow
 def test_a_wan22_folder_uses_both_experts_and_guidance_2(models, written):
     pipe = C.build_pipeline(written[0].parent / "tokenizer", transformer_2=True)
     pipe.save_pretrained(models / "Wan22-tiny", safe_serialization=True)
@@ -267,6 +270,7 @@ def test_guidance_2_is_checked_and_noted_for_one_expert_models():
     assert err.value.input == "guidance_2"
 
 
+@pytest.mark.slow
 def test_two_single_files_make_a_wan22_pipeline(models):
     handle = registry.resolve(file_model(PLAIN), LoadOptions(transformer_2=GGUF))
     assert handle.spec.arch.experts == 2
@@ -279,6 +283,7 @@ def test_two_single_files_make_a_wan22_pipeline(models):
 # --------------------------------------------------------------------------- fp8 storage and the memory plan
 
 
+@pytest.mark.slow
 def test_fp8_storage_halves_weight_bytes_and_renders(models):
     handle = registry.resolve(file_model(PLAIN), LoadOptions(weight_dtype="fp8_e4m3fn"))
     plain = registry.resolve(file_model(PLAIN)).spec.arch
