@@ -288,7 +288,10 @@ def test_fp8_storage_halves_weight_bytes_and_renders(models):
     handle = registry.resolve(file_model(PLAIN), LoadOptions(weight_dtype="fp8_e4m3fn"))
     plain = registry.resolve(file_model(PLAIN)).spec.arch
     assert handle.spec.arch.transformer_bytes == plain.transformer_params
+    default = registry.resolve(file_model(PLAIN)).backend().loaded
     backend = handle.backend()
+    assert backend.loaded is not default  # weight_dtype is part of the pipeline cache key
+    assert registry.resolve(file_model(PLAIN)).backend().loaded is not backend.loaded
     linear = backend.loaded.pipe.transformer.blocks[0].attn1.to_q
     assert linear.weight.dtype == torch.float8_e4m3fn and backend.loaded.fp8_components == ["transformer"]
     frames = backend.render(_request()).frames
@@ -304,6 +307,11 @@ def test_memory_plan_counts_each_formats_bytes(models):
     assert gguf.transformer_bytes == info.weight_bytes < plain.transformer_params * 4
     kw = dict(width=256, height=144, frames=9, references=1, dtype="fp32", vae_tiling=False, cfg_batched=False)
     assert estimate(gguf, "none", **kw).weights < estimate(plain, "none", **kw).weights
+    two = registry.resolve(file_model(PLAIN), LoadOptions(transformer_2=SCALED)).spec.arch
+    assert two.experts == 2
+    both = estimate(two, "none", **kw).weights - estimate(plain, "none", **kw).weights
+    assert both == plain.transformer_params * 4  # all resident: both experts counted
+    assert estimate(two, "model_offload", **kw) == estimate(plain, "model_offload", **kw)  # one at a time
 
 
 # --------------------------------------------------------------------------- refusals
