@@ -22,9 +22,26 @@ HOOK = "layerwise_casting"  # the name diffusers reads the compute dtype of a ca
 MARK = "refvideo_scaled_fp8"
 
 
-def read_scaled(path: Path, dtype: Any, *, input_name: str) -> tuple[dict, dict]:
+def kept_layers(fp8_keys: list[str], rename: Any, skip: tuple[str, ...]) -> dict[str, str]:
+    """``{model weight name: file key}`` of the fp8 weights that stay fp8: all but the layers the model
+    keeps out of layerwise casting (``skip`` patterns: embedders whose inputs follow their weight's dtype).
+
+    ``rename`` maps the file's key names to the model's (diffusers' checkpoint conversion).
+    """
+    import re
+
+    return {name: key for name, key in rename({key: key for key in fp8_keys}).items()
+            if not any(re.search(p, name.rsplit(".", 1)[0]) for p in skip)}
+
+
+def read_scaled(path: Path, dtype: Any, *, input_name: str, placeholders: frozenset[str] = frozenset()
+                ) -> tuple[dict, dict]:
     """``(state, scaled)``: every tensor in ``dtype`` with fp8 weights multiplied out (markers dropped),
-    and ``{weight key: (fp8 weight, scale)}`` as the file stores them."""
+    and ``{weight key: (fp8 weight, scale)}`` as the file stores them.
+
+    Keys in ``placeholders`` (weights that will stay fp8) get an unwritten ``torch.empty`` of their
+    shape instead: the loader needs a tensor there, and untouched memory costs no RAM.
+    """
     import torch
     from safetensors.torch import load_file
 
@@ -44,6 +61,9 @@ def read_scaled(path: Path, dtype: Any, *, input_name: str) -> tuple[dict, dict]
                                     fix="The file is damaged or of an unknown fp8 layout; download it again, or use "
                                         "the fp16/bf16 file.")
             scaled[key] = (tensor, scale.float().reshape(()))
+            if key in placeholders:
+                state[key] = torch.empty(tensor.shape, dtype=dtype)
+                continue
             tensor = tensor.float() * scale.float()
         state[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
     return state, scaled
@@ -54,22 +74,17 @@ def dequantized_state(path: Path, dtype: Any, *, input_name: str) -> dict:
     return read_scaled(path, dtype, input_name=input_name)[0]
 
 
-def keep_fp8(model: Any, scaled: dict, compute_dtype: Any, rename: Any) -> int:
-    """Put the file's fp8 weights back into ``model``'s linear layers, each with its scale and a hook
-    that computes the layer with ``weight.to(compute_dtype) * scale``; returns how many layers.
-
-    ``rename`` maps the file's key names to the model's (diffusers' checkpoint conversion). Layers the
-    model keeps out of layerwise casting (embedders whose inputs follow their weight's dtype) keep
-    the multiplied-out weights they were loaded with.
-    """
+def keep_fp8(model: Any, weights: dict[str, tuple[Any, Any]], compute_dtype: Any) -> int:
+    """Put fp8 weights into ``model``'s linear layers (``{weight name: (fp8, scale)}``), each with its scale
+    and a hook that computes the layer with ``weight.to(compute_dtype) * scale``; returns how many."""
     from diffusers.hooks import HookRegistry
     from diffusers.hooks.layerwise_casting import LayerwiseCastingHook
 
     class ScaledFp8Hook(LayerwiseCastingHook):
         """Layerwise casting of a scaled fp8 layer: fp8 at rest, ``fp8 * scale`` in the compute dtype to run."""
 
-        def __init__(self) -> None:
-            super().__init__(next(iter(scaled.values()))[0].dtype, compute_dtype, non_blocking=False)
+        def __init__(self, storage_dtype: Any) -> None:
+            super().__init__(storage_dtype, compute_dtype, non_blocking=False)
             self.stored: Any = None
 
         def initialize_hook(self, module: Any) -> Any:
@@ -84,16 +99,10 @@ def keep_fp8(model: Any, scaled: dict, compute_dtype: Any, rename: Any) -> int:
             module.weight.data, self.stored = self.stored, None
             return output
 
-    import re
-
-    skip = tuple(getattr(model, "_skip_layerwise_casting_patterns", None) or ())
-    names = {name: key for name, key in rename({key: key for key in scaled}).items()
-             if not any(re.search(p, name.rsplit(".", 1)[0]) for p in skip)}  # those stay multiplied out
-    for name, key in names.items():
-        weight, scale = scaled[key]
+    for name, (weight, scale) in weights.items():
         module = model.get_submodule(name.rsplit(".", 1)[0])
         module.weight.data = weight.to(module.weight.device)
         module.register_buffer("scale_weight", scale.to(module.weight.device))
-        HookRegistry.check_if_exists_or_initialize(module).register_hook(ScaledFp8Hook(), HOOK)
-    setattr(model, MARK, bool(names))
-    return len(names)
+        HookRegistry.check_if_exists_or_initialize(module).register_hook(ScaledFp8Hook(weight.dtype), HOOK)
+    setattr(model, MARK, bool(weights))
+    return len(weights)

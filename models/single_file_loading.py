@@ -65,11 +65,16 @@ def load_transformer(info: FileInfo, dtype: Any, *, input_name: str = "model") -
 
     kwargs: dict = {}
     scaled: dict = {}
+    kept: dict[str, str] = {}
     if info.fmt == "gguf":
         source: Any = gguf_state(info.path)
         kwargs["quantization_config"] = GGUFQuantizationConfig(compute_dtype=dtype)
     elif info.fmt == "scaled_fp8":
-        source, scaled = fp8_scaled.read_scaled(info.path, dtype, input_name=input_name)
+        fp8_keys = [k for k, t in info.tensors.items() if t.dtype.startswith("F8") and k.endswith(".weight")]
+        kept = fp8_scaled.kept_layers(fp8_keys, convert_wan_transformer_to_diffusers,
+                                      tuple(WanVACETransformer3DModel._skip_layerwise_casting_patterns or ()))
+        source, scaled = fp8_scaled.read_scaled(info.path, dtype, input_name=input_name,
+                                                placeholders=frozenset(kept.values()))
     else:
         source = str(info.path)
     with config_folder(transformer_config(info)) as config:
@@ -80,8 +85,8 @@ def load_transformer(info: FileInfo, dtype: Any, *, input_name: str = "model") -
             raise GenerationError(f"loading {info.path.name} failed: {exc}", input=input_name,
                                   fix="Download the file again, or choose another transformer file.") from exc
     if scaled:
-        del source  # the multiplied-out copies: the layers keep the file's fp8 weights instead
-        fp8_scaled.keep_fp8(model, scaled, dtype, convert_wan_transformer_to_diffusers)
+        del source  # the placeholders: the layers take the file's fp8 weights and scales instead
+        fp8_scaled.keep_fp8(model, {name: scaled[key] for name, key in kept.items()}, dtype)
     return model
 
 
