@@ -10,7 +10,10 @@ same request (one reference, 81 frames, guidance 5, bf16) as
   compiles the blocks with graph breaks at the offload hooks), its ``default`` fast path (the
   loader's defaults), and the ``distill-4step`` preset (4 steps, no CFG: what a
   step-distillation LoRA runs). Every variant re-places the one loaded pipeline in process,
-  as the loader does between renders (offload hooks removed, compiled blocks undone).
+  as the loader does between renders (offload hooks removed, compiled blocks undone);
+- the transformer's weights stored as ComfyUI's files hold them: ``fp8`` (``weight_dtype``
+  ``fp8_e4m3fn``), ``gguf-q8_0`` and ``gguf-q4_0`` (diffusers' GGUF layers), each against
+  ``plain`` and ``sdpa`` in bf16 (seconds per step and peak VRAM).
 
 Per variant it prints seconds per step (the mean of steps 2..n, so compile warm-up and first-call
 costs stay out), the fixed cost (text encoding, VAE encode/decode), projected seconds per clip,
@@ -25,8 +28,10 @@ Examples (one command each stays within 10 minutes on an H100)::
     python benchmarks/bench_generation.py --arch 14B --resolution 720p --steps 2 --variants plain,default,distill-4step
     python benchmarks/bench_generation.py --arch 14B --resolution 720p --steps 2 --variants group_offload \\
         --memory-cap-gb 24
-    python benchmarks/bench_generation.py --arch 14B --resolution 720p --steps 2 \
+    python benchmarks/bench_generation.py --arch 14B --resolution 720p --steps 2 \\
         --variants group_offload,compile+group_offload --memory-cap-gb 24
+    python benchmarks/bench_generation.py --arch 14B --resolution 720p --steps 2 \\
+        --variants plain,sdpa,fp8,gguf-q8_0,gguf-q4_0
     python benchmarks/bench_generation.py --tiny     # CPU check of this script with the tiny random pipeline
 
 ``--context-parallel ulysses`` (or ``ring``) measures one shot spread over several GPUs instead:
@@ -57,16 +62,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):  # run as a script from a checkout: import the pack as `refvideo`
-    try:
-        import refvideo  # noqa: F401
-    except ImportError:
-        import importlib.util
+    from pack_path import import_pack
 
-        spec = importlib.util.spec_from_file_location("refvideo", ROOT / "__init__.py",
-                                                      submodule_search_locations=[str(ROOT)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["refvideo"] = module
-        spec.loader.exec_module(module)
+    import_pack()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -94,6 +92,10 @@ VARIANTS: dict[str, dict] = {
     "flash-attn": dict(attention="flash-attn", compile="off", cfg_batching="off", gpu=True),
     "sage": dict(attention="sage", compile="off", cfg_batching="off", gpu=True),
     "cfg-batch": dict(attention="sdpa", compile="off", cfg_batching="on"),
+    # the transformer's weights in another storage (as ComfyUI's files hold them), else as "sdpa"
+    "fp8": dict(attention="sdpa", compile="off", cfg_batching="off", weights="fp8_e4m3fn"),
+    "gguf-q8_0": dict(attention="sdpa", compile="off", cfg_batching="off", weights="Q8_0"),
+    "gguf-q4_0": dict(attention="sdpa", compile="off", cfg_batching="off", weights="Q4_0"),
     "model_offload": dict(attention="auto", compile="off", cfg_batching="off", memory_mode="model_offload", gpu=True),
     "compile": dict(attention="sdpa", compile="blocks", cfg_batching="off"),
     "default": dict(),  # the loader's defaults: attention auto, compile auto, CFG batching auto, memory auto
@@ -108,8 +110,8 @@ VARIANTS: dict[str, dict] = {
 }
 DEFAULT_GPU_VARIANTS = "plain,sdpa,sdpa-cudnn,sdpa-flash,flash-attn,sage,cfg-batch,model_offload,compile,default," \
                        "distill-4step"
-DEFAULT_TINY_VARIANTS = "plain,sdpa,cfg-batch,default,distill-4step,compile,model_offload,group_offload," \
-                        "compile+group_offload"
+DEFAULT_TINY_VARIANTS = "plain,sdpa,cfg-batch,fp8,gguf-q8_0,gguf-q4_0,default,distill-4step,compile,model_offload," \
+                        "group_offload,compile+group_offload"
 CP_ATTENTION = {"ulysses": "sdpa", "ring": "sdpa-cudnn"}  # ring needs a kernel that returns its log-sum-exp
 
 
@@ -237,10 +239,93 @@ def loaded_pipeline(pipe, device: torch.device, parallel: str) -> loading.Loaded
                                   info=placement.describe(device))
 
 
+def q8_0_blocks(weight: torch.Tensor) -> torch.Tensor:
+    """GGML Q8_0 blocks of a ``[rows, cols]`` weight (per 32 values: fp16 scale, 32 int8), as uint8 rows."""
+    b = weight.float().reshape(-1, 32)
+    d = b.abs().amax(1, keepdim=True) / 127
+    q = torch.where(d > 0, b / d.clamp(min=1e-30), 0).round().clamp(-127, 127).to(torch.int8)
+    return torch.cat([d.half().view(torch.uint8), q.view(torch.uint8)], 1).reshape(weight.shape[0], -1)
+
+
+def q4_0_blocks(weight: torch.Tensor) -> torch.Tensor:
+    """GGML Q4_0 blocks (per 32 values: fp16 scale, 16 bytes of 4-bit values), as uint8 rows."""
+    b = weight.float().reshape(-1, 32)
+    peak = b.gather(1, b.abs().argmax(1, keepdim=True))
+    d = peak / -8
+    q = torch.where(d != 0, b / torch.where(d != 0, d, 1) + 8.5, 8).trunc().clamp(0, 15).to(torch.uint8)
+    packed = q[:, :16] | (q[:, 16:] << 4)
+    return torch.cat([d.half().view(torch.uint8), packed], 1).reshape(weight.shape[0], -1)
+
+
+def transformer_in(kind: str, original, device: torch.device):
+    """The pipeline's transformer with its weights stored as ``kind`` (fp8 or a GGUF type), on ``device``.
+
+    fp8: RefVideo's ``weight_dtype`` path (layerwise casting). GGUF: every linear weight whose rows
+    split into 32-value blocks quantized, loaded through ``from_single_file`` with diffusers' GGUF
+    quantizer, as a ``.gguf`` file is.
+    """
+    import copy
+    import types
+
+    from diffusers import GGUFQuantizationConfig, WanVACETransformer3DModel
+    from diffusers.quantizers.gguf.utils import GGUFParameter
+    from gguf import GGMLQuantizationType
+
+    from refvideo.models import fp8_storage
+    from refvideo.models.single_file_loading import config_folder
+
+    compute = original.dtype
+    if kind == "fp8_e4m3fn":
+        variant = copy.deepcopy(original).to(device)
+        fp8_storage.store_fp8(types.SimpleNamespace(transformer=variant), kind, compute)
+        return variant
+    make = {"Q8_0": q8_0_blocks, "Q4_0": q4_0_blocks}[kind]
+    linears = {f"{n}.weight" for n, m in original.named_modules() if isinstance(m, torch.nn.Linear)}
+    state = {}
+    for key, value in original.state_dict().items():
+        if key in linears and value.shape[1] % 32 == 0:
+            state[key] = GGUFParameter(make(value.to(device)).cpu(), quant_type=getattr(GGMLQuantizationType, kind))
+        else:
+            state[key] = value.detach().cpu()
+    with config_folder({k: v for k, v in original.config.items() if not k.startswith("_")}) as config:
+        variant = WanVACETransformer3DModel.from_single_file(
+            state, config=config, torch_dtype=compute, local_files_only=True,
+            quantization_config=GGUFQuantizationConfig(compute_dtype=compute))
+    return variant.eval().to(device)
+
+
 def run_variant(name: str, loaded: loading.LoadedPipeline, spec, plan, refs, steps: int, device: torch.device,
                 free: int, compile_backend: str) -> Measure:
+    """RefVideo's backend with the variant's options and weight storage, on the one loaded pipeline."""
+    weights = VARIANTS[name].get("weights")
+    if weights is None:
+        return run_options(name, loaded, spec, plan, refs, steps, device, free, compile_backend)
+    pipe = loaded.pipe
+    unplaced(loaded)
+    original = pipe.transformer
+    reset_peak(device)
+    pipe.register_modules(transformer=transformer_in(weights, original, device))
+    try:
+        measure = run_options(name, loaded, spec, plan, refs, steps, device, free, compile_backend)
+        measure.notes.append(f"weights={weights}")
+        return measure
+    finally:
+        unplaced(loaded)
+        pipe.register_modules(transformer=original)
+        reset_peak(device)
+
+
+def unplaced(loaded: loading.LoadedPipeline) -> None:
+    """Compiled blocks and offload hooks undone, weights on the CPU: the next variant places the pipeline afresh."""
+    placement.uncompile(loaded.pipe)
+    placement.unplace(loaded.pipe)
+    loaded.placement = None
+
+
+def run_options(name: str, loaded: loading.LoadedPipeline, spec, plan, refs, steps: int, device: torch.device,
+                free: int, compile_backend: str) -> Measure:
     """RefVideo's backend with the variant's options, re-placing the one loaded pipeline as the loader does."""
-    overrides = {k: v for k, v in VARIANTS[name].items() if k != "gpu"}
+    overrides = {k: v for k, v in VARIANTS[name].items() if k not in ("gpu", "weights")}
     options = LoadOptions(**overrides)
     chosen = sampling_preset(options.preset)
     steps = chosen.steps or steps

@@ -52,10 +52,18 @@ class ArchFacts:
     text_tokens: int = 512
     largest_leaf_params: int = 0
     heads: int = 0  # attention heads (0 = unknown)
+    # How the transformer is stored: bytes of one expert as held in memory (GGUF Q-types, fp8),
+    # 0 = its parameters in the compute dtype; Wan 2.2 A14B has two experts of equal size.
+    transformer_bytes: int = 0
+    experts: int = 1
 
     @property
     def block_params(self) -> int:
         return max(self.transformer_params // max(self.blocks, 1), 1)
+
+    def expert_bytes(self, dtype_bytes: int) -> int:
+        """Bytes of one transformer expert's weights."""
+        return self.transformer_bytes or self.transformer_params * dtype_bytes
 
 
 @dataclass(frozen=True)
@@ -122,7 +130,8 @@ def estimate(facts: ArchFacts, mode: str, *, width: int, height: int, frames: in
              dtype: str, vae_tiling: bool, cfg_batched: bool) -> MemoryEstimate:
     """Peak device memory of one render in ``mode``."""
     wb = DTYPE_BYTES[dtype]
-    te_w, tr_w, vae_w = facts.text_encoder_params * wb, facts.transformer_params * wb, facts.vae_params * 4
+    expert = facts.expert_bytes(wb)
+    te_w, tr_w, vae_w = facts.text_encoder_params * wb, expert * facts.experts, facts.vae_params * 4
     a_tr = transformer_activations(facts, tokens(facts, width, height, frames, references), wb,
                                    2 if cfg_batched else 1)
     a_vae = vae_activations(facts, width, height, vae_tiling) + output_bytes(width, height, frames)
@@ -132,12 +141,13 @@ def estimate(facts: ArchFacts, mode: str, *, width: int, height: int, frames: in
         act = max(a_tr, a_vae, a_te)
         return MemoryEstimate(mode, weights, act, cfg_batched)
     if mode == "model_offload":
-        stages = [(te_w, a_te), (tr_w, a_tr), (vae_w, a_vae)]
+        stages = [(te_w, a_te), (expert, a_tr), (vae_w, a_vae)]  # the idle expert waits on the CPU
     elif mode == "group_offload":
-        # the transformer streams its blocks; the VAE stays on the device; the text encoder comes to
-        # the device whole while the prompts are encoded, then waits on the CPU
-        tr_block = facts.block_params * wb
-        tr_rest = max(tr_w - facts.blocks * tr_block, 0)
+        # the transformer streams its blocks (one expert at a time, in its stored bytes); the VAE stays
+        # on the device; the text encoder comes to the device whole while the prompts are encoded,
+        # then waits on the CPU
+        tr_block = facts.block_params * expert // max(facts.transformer_params, 1)
+        tr_rest = max(expert - facts.blocks * tr_block, 0)
         stages = [(te_w + vae_w, a_te), (vae_w + tr_rest + 2 * tr_block, a_tr), (vae_w, a_vae)]
     elif mode == "sequential_offload":
         leaf = 2 * max(facts.largest_leaf_params, facts.block_params // 4) * wb

@@ -87,6 +87,7 @@ class SamplerInputs:
     continue_frames: int = DEFAULT_CONTINUE_FRAMES
     flow_shift: float = 0.0
     control_strength: float = 1.0
+    guidance_2: float = 0.0  # Wan 2.2's low-noise expert; 0 = same as guidance
 
 
 @dataclass
@@ -116,6 +117,7 @@ class Job:
     control_strength: float = 1.0
     continue_frames: int = DEFAULT_CONTINUE_FRAMES  # as asked; len(first_frames) is what is kept
     device: DeviceInfo | None = None  # of a diffusion model
+    guidance_2: float = 0.0
 
 
 @dataclass
@@ -176,7 +178,8 @@ def prepare(inputs: SamplerInputs) -> Job:
               control_video=control, memory=memory, budget=budget, layout=layout, schedule=schedule,
               flow_shift=flow_shift, control_strength=control_strength, continue_frames=inputs.continue_frames,
               device=device)
-    job.warnings = [*collect_warnings(job), *parallel_notes]
+    job.guidance_2 = check_guidance_2(inputs.guidance_2, spec, job.warnings)
+    job.warnings = [*collect_warnings(job), *parallel_notes, *job.warnings]
     return job
 
 
@@ -298,6 +301,18 @@ def kept_frame_count(count: int, available: int) -> int:
     whole latent frames (a latent frame is then kept exactly when all its pixel frames are)."""
     most = min(count, available)
     return (most - 1) // CONTINUE_FRAMES_STEP * CONTINUE_FRAMES_STEP + 1
+
+
+def check_guidance_2(value: Any, spec: ModelSpec, warnings: list[str]) -> float:
+    """The low-noise expert's guidance (Wan 2.2); 0 = the same as ``guidance``; noted when the model has one expert."""
+    scale = check_number(value or 0.0, "guidance_2", 0.0, MAX_GUIDANCE,
+                         f"Give 1 to {MAX_GUIDANCE:g}, or 0 for the same as guidance.")
+    experts = spec.arch.experts if spec.arch is not None else 1
+    if scale and experts < 2:
+        warnings.append(f"guidance_2 applies to Wan 2.2 models with two experts; {spec.name} has one, so it was "
+                        "not used.")
+        return 0.0
+    return scale
 
 
 def continuation(frames: Any, count: int) -> Any:
@@ -553,7 +568,7 @@ def _render(job: Job, backend: VideoBackend) -> RenderResult:
 
         request = RenderRequest(references=job.references, prompt=job.prompt, composed_prompt=job.composed.text,
                                 negative_prompt=job.composed.negative, plan=job.plan, seed=job.seed,
-                                steps=job.steps, guidance=job.guidance, style=job.style,
+                                steps=job.steps, guidance=job.guidance, guidance_2=job.guidance_2, style=job.style,
                                 first_frames=job.first_frames, control_video=job.control_video, camera=job.camera,
                                 on_step=on_step, control_strength=job.control_strength, schedule=job.schedule)
         result = backend.render(request)
@@ -635,6 +650,7 @@ def build_info(job: Job, backend_info: dict, timings: dict) -> dict:
         "seed": job.seed,
         "steps": job.steps,
         "guidance": job.guidance,
+        **({"guidance_2": job.guidance_2} if job.guidance_2 else {}),
         "sampling_sources": job.sources,
         "prompt": job.prompt,
         "negative_prompt": job.composed.negative,

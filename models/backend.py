@@ -39,6 +39,7 @@ class RenderRequest:
     on_step: Callable[[int, int], None] | None = None  # progress + interrupt check per step
     control_strength: float = 1.0  # how strongly the control video steers (0 = not at all)
     schedule: Schedule | None = None  # the noise schedule (None: the preset's / model's)
+    guidance_2: float = 0.0  # Wan 2.2's low-noise expert (guidance_scale_2); 0 = same as guidance
 
 
 @dataclass

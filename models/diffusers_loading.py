@@ -24,6 +24,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from ..engine import host
 from ..engine.errors import GenerationError, InputError, MissingDependency, is_out_of_memory, require
+from . import fp8_storage
 from . import placement as placing
 from .placement import DeviceInfo
 from .spec import Placement, WeightsKey, presets_data
@@ -58,6 +59,7 @@ class LoadedPipeline:
     fingerprint: str = ""
     warnings: list[str] = field(default_factory=list)
     embeddings: dict = field(default_factory=dict)  # (prompt, negative) -> text embeddings, newest last
+    fp8_components: list[str] = field(default_factory=list)  # components whose weights are stored in fp8
 
     def resident_bytes(self) -> int:
         total = 0
@@ -234,15 +236,16 @@ def from_folder(class_name: str, folder: Path, dtype: str) -> Any:
 
 
 def prepare(pipe: Any, *, device: Any, dtype: str, lora: Path | None, lora_strength: float = 1.0,
-            parallel: str = "off") -> LoadedPipeline:
-    """Make freshly loaded weights ready: dtype, a fused LoRA, frozen for inference, context parallelism
-    (no placement yet)."""
+            parallel: str = "off", weight_dtype: str = "default") -> LoadedPipeline:
+    """Make freshly loaded weights ready: dtype (quantized components kept as stored; fp8 storage for
+    ``weight_dtype`` ``fp8_e4m3fn``), a fused LoRA, frozen for inference, context parallelism (no placement yet)."""
     loaded = LoadedPipeline(pipe=pipe, device=device, dtype=dtype, info=placing.describe(device))
     wanted = torch_dtype(dtype)
     for name in ("transformer", "transformer_2", "text_encoder"):
         comp = getattr(pipe, name, None)
-        if comp is not None and comp.dtype != wanted:
+        if comp is not None and comp.dtype != wanted and not fp8_storage.is_quantized(comp):
             comp.to(wanted)
+    loaded.fp8_components = fp8_storage.store_fp8(pipe, weight_dtype, wanted)
     if lora is not None:
         loaded.loras.append(apply_lora(pipe, lora, lora_strength))
     freeze(pipe)

@@ -44,5 +44,5 @@ class PipelineFamily:
     name: str
     pipeline_classes: tuple[str, ...]
     weight_components: tuple[str, ...]
-    spec: Callable[[str, Path], ModelSpec]
+    spec: Callable[[str, Path, LoadOptions], ModelSpec]
     load: Callable[[ChosenModel], VideoBackend]

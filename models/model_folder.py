@@ -15,6 +15,7 @@ import struct
 from functools import lru_cache
 from pathlib import Path
 
+from ..engine import host
 from ..engine.errors import InputError, ModelNotFound
 from ..engine.paths import relative_parts
 
@@ -28,6 +29,16 @@ def _subfolders(folder: Path) -> list[Path]:
         return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     except OSError:  # unreadable: skipped, never fatal for the node list
         return []
+
+
+def model_roots() -> list[Path]:
+    """Folders searched for model folders, in order (first match of a name wins)."""
+    roots: list[Path] = []
+    for kind in ("diffusers", "refvideo"):
+        for root in host.model_dirs(kind):
+            if root not in roots:
+                roots.append(root)
+    return roots
 
 
 def pipeline_folders(root: Path) -> list[tuple[str, Path]]:

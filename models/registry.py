@@ -34,7 +34,7 @@ from .spec import LoadOptions, ModelSpec, family_defaults
 log = logging.getLogger("refvideo")
 
 BUILTIN: tuple[str, ...] = (PREVIZ, TINY_RANDOM)
-FAMILY_MODULES: tuple[str, ...] = ("wan_vace",)
+FAMILY_MODULES: tuple[str, ...] = ("wan_vace", "wan_vace_files")
 AUDIO_PIPELINE_CLASSES: tuple[str, ...] = ("StableAudioPipeline",)  # run by models/audio.py
 AUTO_TARGET = "auto"  # previz planned like Wan: 16 fps, 4k+1 frames
 PREVIZ_SIZE_MULTIPLE = 2  # any even size: previz draws 1080p directly
@@ -61,14 +61,7 @@ def supported_classes() -> tuple[str, ...]:
 # --------------------------------------------------------------------------- discovery
 
 
-def model_roots() -> list[Path]:
-    """Folders searched for model folders, in order (first match of a name wins)."""
-    roots: list[Path] = []
-    for kind in ("diffusers", "refvideo"):
-        for root in host.model_dirs(kind):
-            if root not in roots:
-                roots.append(root)
-    return roots
+model_roots = model_folder.model_roots
 
 
 def _pipelines(roots: list[Path], wanted: Callable[[str | None], bool]) -> dict[str, Path]:
@@ -91,8 +84,10 @@ def discover() -> dict[str, Path]:
 
 
 def list_models() -> list[str]:
-    """The loader's combo: ``previz``, ``tiny-random``, then the discovered model folders."""
-    return [*BUILTIN, *discover()]
+    """The loader's combo: ``previz``, ``tiny-random``, the model folders, then ``diffusion_models/<file>``."""
+    from .comfy_files import transformer_choices
+
+    return [*BUILTIN, *discover(), *transformer_choices()]
 
 
 def discover_audio() -> dict[str, Path]:
@@ -162,7 +157,7 @@ class ModelHandle:
     @property
     def spec(self) -> ModelSpec:
         """fps, frame rule, size multiple, roles, default steps/guidance: without loading."""
-        return _spec(self.name, self.folder, self.family, self.options.match_frames_of)
+        return _spec(self.name, self.folder, self.family, self.options)
 
     @property
     def lora(self) -> Path | None:
@@ -196,16 +191,16 @@ def _import_previz() -> ModuleType:
 
 
 @lru_cache(maxsize=32)
-def _spec(name: str, folder: Path | None, family: str, match_frames_of: str) -> ModelSpec:
+def _spec(name: str, folder: Path | None, family: str, options: LoadOptions) -> ModelSpec:
     if name == PREVIZ:
-        return _previz_spec(match_frames_of)
+        return _previz_spec(options.match_frames_of)
     if name == TINY_RANDOM:
         from .tiny_random import SPEC
 
         return SPEC
     fam = family_for(family)
     assert fam is not None and folder is not None
-    return fam.spec(name, folder)
+    return fam.spec(name, folder, options)
 
 
 def _previz_spec(match_frames_of: str) -> ModelSpec:
@@ -233,8 +228,14 @@ def resolve(name: str, options: LoadOptions | None = None, *, input_name: str = 
     if options.match_frames_of == PREVIZ:
         raise ModelNotFound("previz cannot be its own timing target.", input="match_frames_of",
                             fix="Choose 'auto' or the diffusion model the animatic will steer.")
+    from .comfy_files import is_file_model
+
     if name in BUILTIN:
         handle = ModelHandle(name, None, options, name)
+    elif is_file_model(name):
+        from .wan_vace_files import FILE_CLASS, check_files
+
+        handle = ModelHandle(name, check_files(name, options), options, FILE_CLASS)
     else:
         folder = _find_folder(name, input_name)
         from .model_folder import read_index, validate
@@ -276,6 +277,9 @@ def report(handle: ModelHandle) -> str:
     if handle.options.render != "animatic":
         lines.append(f"Render: {handle.options.render} (a control video for a diffusion sampler's control_video)."
                      if handle.name == PREVIZ else f"render '{handle.options.render}' applies to previz only.")
+    from .wan_vace_files import FILE_CLASS, report_lines
+
+    lines.extend(report_lines(handle, files=handle.family == FILE_CLASS))
     if spec.test_only:
         lines.append("TEST ONLY: random weights, the output is noise.")
     return "\n".join(lines)

@@ -26,6 +26,7 @@ COMPILE_MODES: tuple[str, ...] = ("auto", "off", "blocks", "full")
 CFG_BATCHING: tuple[str, ...] = ("auto", "on", "off")
 HD_STRATEGIES: tuple[str, ...] = ("auto", "crop", "upscale")
 PARALLEL_MODES: tuple[str, ...] = ("off", "ulysses", "ring")  # context parallelism (models/context_parallel.py)
+WEIGHT_DTYPES: tuple[str, ...] = ("default", "fp8_e4m3fn")  # ComfyUI's own loader's names
 
 
 @dataclass(frozen=True)
@@ -54,15 +55,20 @@ class ModelSpec:
 class WeightsKey:
     """The pipeline cache key: the weights in memory, and nothing about where or how they run.
 
-    Two renders with equal keys share one load. Fields that change the weights (component
-    files, a weight format) extend this value.
+    Two renders with equal keys share one load; a change of component file or weight storage
+    loads again, a change of placement does not.
     """
 
-    source: tuple[str, ...]  # what was loaded: ("diffusers", folder) or ("tiny-random",)
+    source: tuple[str, ...]  # what was loaded: ("diffusers", folder), ("comfy-files", *file paths) or ("tiny-random",)
     dtype: str
     lora: str = "none"
     lora_strength: float = 1.0
     parallel: str = "off"  # context parallelism's hooks go in with the weights
+    # single-file models: the component file choices and how the transformer's weights are stored
+    text_encoder: str = "auto"
+    vae: str = "auto"
+    transformer_2: str = "none"
+    weight_dtype: str = "default"
 
 
 @dataclass(frozen=True)
@@ -94,12 +100,17 @@ class LoadOptions:
     keep_loaded: bool = True
     parallel: str = "off"  # context parallelism over the torchrun processes: off, ulysses, ring
     render: str = "animatic"  # previz only: what the sampler's frames hold (animatic, depth, layout)
+    # single-file models (diffusion_models/<file>): the other files, and how transformer weights are stored
+    text_encoder: str = "auto"
+    vae: str = "auto"
+    transformer_2: str = "none"
+    weight_dtype: str = "default"
 
     def __post_init__(self) -> None:
         for name, allowed in (("dtype", DTYPES), ("memory_mode", MEMORY_MODES), ("compile", COMPILE_MODES),
                               ("cfg_batching", CFG_BATCHING), ("hd_strategy", HD_STRATEGIES),
-                              ("parallel", PARALLEL_MODES),
-                              ("render", RENDERS)):
+                              ("parallel", PARALLEL_MODES), ("render", RENDERS),
+                              ("weight_dtype", WEIGHT_DTYPES)):
             value = getattr(self, name)
             if value not in allowed:
                 raise InputError(f"'{value}' is not a valid choice.", input=name,
@@ -115,7 +126,8 @@ class LoadOptions:
     def weights_key(self, source: tuple[str, ...], dtype: str) -> WeightsKey:
         """What the loaded weights depend on (the pipeline cache key): ``source`` names the files."""
         return WeightsKey(source=source, dtype=dtype, lora=self.lora, lora_strength=round(float(self.lora_strength), 6),
-                          parallel=self.parallel)
+                          parallel=self.parallel, text_encoder=self.text_encoder, vae=self.vae,
+                          transformer_2=self.transformer_2, weight_dtype=self.weight_dtype)
 
     def placement(self) -> Placement:
         """How the loaded weights run: changed in process, without loading them again."""

@@ -16,6 +16,7 @@ This module is the pipeline family ``FAMILY`` of the model registry and the back
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -94,10 +95,10 @@ def reference_facts(architecture: str) -> ArchFacts:
     parts = build_components(architecture)
     counts = {k: sum(p.numel() for p in m.parameters()) for k, m in parts.items()}
     largest = max(p.numel() for p in parts["transformer"].parameters())
-    return _facts(REFERENCE_ARCHITECTURES[architecture], VAE_CONFIG, TEXT_ENCODER_CONFIG, counts, largest)
+    return facts_of(REFERENCE_ARCHITECTURES[architecture], VAE_CONFIG, TEXT_ENCODER_CONFIG, counts, largest)
 
 
-def _facts(tr: dict, vae: dict, te: dict, counts: dict[str, int], largest: int) -> ArchFacts:
+def facts_of(tr: dict, vae: dict, te: dict, counts: dict[str, int], largest: int) -> ArchFacts:
     downsample = vae.get("temperal_downsample", [False, True, True])
     return ArchFacts(
         text_encoder_params=counts["text_encoder"], transformer_params=counts["transformer"],
@@ -113,30 +114,44 @@ def _facts(tr: dict, vae: dict, te: dict, counts: dict[str, int], largest: int) 
 # --------------------------------------------------------------------------- spec (no loading)
 
 
-def arch_facts(folder: Path) -> ArchFacts:
-    """Sizes of a Wan VACE folder from its configs and safetensors headers."""
+def arch_facts(folder: Path, options: LoadOptions | None = None) -> ArchFacts:
+    """Sizes of a Wan VACE folder from its configs and safetensors headers (both Wan 2.2 experts)."""
     counts, largest = {}, 0
     for comp in WEIGHT_COMPONENTS:
         counts[comp], leaf = parameter_counts(folder / comp)
         largest = leaf if comp == "transformer" else largest
-    return _facts(read_config(folder, "transformer"), read_config(folder, "vae"), read_config(folder, "text_encoder"),
-                  counts, largest)
+    facts = facts_of(read_config(folder, "transformer"), read_config(folder, "vae"),
+                     read_config(folder, "text_encoder"), counts, largest)
+    experts = 2 if (folder / "transformer_2" / "config.json").is_file() else 1
+    stored = counts["transformer"] if options is not None and options.weight_dtype == "fp8_e4m3fn" else 0
+    return replace(facts, experts=experts, transformer_bytes=stored)
 
 
-def spec(name: str, folder: Path) -> ModelSpec:
-    """The facts of a Wan VACE folder: 16 fps, 4k+1 frames, 1.3B native at 480p, 14B at 720p."""
-    facts = arch_facts(folder)
+def describe(facts: ArchFacts) -> str:
+    """``Wan 2.1 VACE, 1.3B transformer (...)``, or Wan 2.2 with two experts."""
+    billions = (facts.transformer_params * facts.experts + facts.text_encoder_params + facts.vae_params) / 1e9
+    if facts.experts > 1:
+        return (f"Wan 2.2 VACE, two {facts.transformer_params / 1e9:.1f}B experts (high and low noise; "
+                f"{billions:.1f}B with text encoder and VAE)")
+    return (f"Wan 2.1 VACE, {facts.transformer_params / 1e9:.1f}B transformer ({billions:.1f}B with text encoder "
+            "and VAE)")
+
+
+def folder_spec(name: str, facts: ArchFacts, description: str) -> ModelSpec:
+    """16 fps, 4k+1 frames; 1.3B native at 480p, 14B at 720p."""
     big = facts.hidden >= BIG_MODEL_HIDDEN
     defaults = family_defaults("wan")
-    size = facts.vae_spatial * facts.patch[1]
-    billions = (facts.transformer_params + facts.text_encoder_params + facts.vae_params) / 1e9
     return ModelSpec(
-        name=name, kind=PIPELINE_CLASS, fps=WAN_FPS, size_multiple=size, roles=WAN_ROLES,
+        name=name, kind=PIPELINE_CLASS, fps=WAN_FPS, size_multiple=facts.vae_spatial * facts.patch[1], roles=WAN_ROLES,
         default_steps=defaults["default_steps"], default_guidance=defaults["default_guidance"],
         native_resolution="720p" if big else "480p", trained_frames=TRAINED_FRAMES, family="wan",
-        resolutions=WAN_RESOLUTIONS,
-        description=f"Wan 2.1 VACE, {facts.transformer_params / 1e9:.1f}B transformer ({billions:.1f}B with "
-                    "text encoder and VAE)", arch=facts)
+        resolutions=WAN_RESOLUTIONS, description=description, arch=facts)
+
+
+def spec(name: str, folder: Path, options: LoadOptions | None = None) -> ModelSpec:
+    """The facts of a Wan VACE folder, read from its configs and headers."""
+    facts = arch_facts(folder, options)
+    return folder_spec(name, facts, describe(facts))
 
 
 def load(handle: ChosenModel) -> WanVaceBackend:
@@ -164,7 +179,8 @@ def load_backend(handle: ChosenModel, spec: ModelSpec, source: tuple[str, ...], 
         pipe = build_pipeline(dtype)
         weights = weights_fingerprint(pipe)
         loaded = loading.prepare(pipe, device=device, dtype=dtype, lora=handle.lora,
-                                 lora_strength=options.lora_strength, parallel=options.parallel)
+                                 lora_strength=options.lora_strength, parallel=options.parallel,
+                                 weight_dtype=options.weight_dtype)
         loaded.fingerprint = weights
         return loaded
 
@@ -220,13 +236,16 @@ class WanVaceBackend(VideoBackend):
                                reference_images=refs or None, height=height, width=width,
                                num_frames=plan.frames, num_inference_steps=request.steps,
                                guidance_scale=request.guidance, generator=generator, output_type="np",
-                               callback_on_step_end=on_step_end, max_sequence_length=MAX_SEQUENCE_LENGTH)
+                               callback_on_step_end=on_step_end, max_sequence_length=MAX_SEQUENCE_LENGTH,
+                               **second_expert_guidance(pipe, request.guidance_2))
                     calls = pairing.calls if pairing is not None else None
             finally:
                 pipe.maybe_free_model_hooks()
             ended = clock.stamp("decoded")
         frames = deliver(np.asarray(out.frames[0], dtype=np.float32), plan)
         info = {
+            "architecture": self.spec.description,  # "Wan 2.2 VACE, two ... experts" for two experts
+            "fp8_storage": list(loaded.fp8_components),
             "weights_fingerprint": loaded.fingerprint,
             "dtype": loaded.dtype,
             "scheduler": scheduler,
@@ -278,6 +297,13 @@ def stage_timings(started: float, encoded: float, steps: list[float], ended: flo
 
 
 # --------------------------------------------------------------------------- pieces of a render
+
+
+def second_expert_guidance(pipe: Any, guidance_2: float) -> dict:
+    """``guidance_scale_2`` for a Wan 2.2 pipeline (two experts) when the sampler set ``guidance_2``."""
+    if guidance_2 and getattr(pipe.config, "boundary_ratio", None) is not None:
+        return {"guidance_scale_2": float(guidance_2)}
+    return {}
 
 
 def latent_mask_sources(frames: int, temporal: int = 4) -> list[int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..models import registry
+from ..models import comfy_files, registry
 from ..models.spec import (
     CFG_BATCHING,
     COMPILE_MODES,
@@ -13,6 +13,7 @@ from ..models.spec import (
     MEMORY_MODES,
     PARALLEL_MODES,
     RENDERS,
+    WEIGHT_DTYPES,
     LoadOptions,
     attention_names,
     preset_names,
@@ -24,8 +25,9 @@ class RefVideoModelLoader:
     """Validates a model choice and its options and returns a lazy handle (nothing loads here)."""
 
     CATEGORY = CATEGORY
-    DESCRIPTION = ("Chooses the video model: 'previz' (a CPU animatic, no weights), 'tiny-random' (test only) or a "
-                   "diffusers model folder such as Wan2.1-VACE-1.3B/14B in models/diffusers. It checks the folder "
+    DESCRIPTION = ("Chooses the video model: 'previz' (a CPU animatic, no weights), 'tiny-random' (test only), a "
+                   "diffusers model folder such as Wan2.1-VACE-1.3B/14B in models/diffusers, or ComfyUI's own Wan "
+                   "VACE files (diffusion_models/<file>: safetensors, fp8 scaled or GGUF). It checks the files "
                    "now; the weights load inside RefVideoSampler after its inputs and credits are checked, and "
                    "stay loaded for the next run.")
     RETURN_TYPES = (MODEL, "STRING")
@@ -41,7 +43,8 @@ class RefVideoModelLoader:
             "required": {
                 "model": (models, {
                     "tooltip": "previz: animatic of the references (CPU, seconds). tiny-random: random weights, for "
-                               "tests. Others: diffusers folders found in models/diffusers (see docs/models.md)."}),
+                               "tests. Others: diffusers folders in models/diffusers, and diffusion_models/<file>: "
+                               "Wan VACE single files (safetensors, fp8 scaled, GGUF; see docs/models.md)."}),
             },
             "optional": {
                 "preset": (preset_names(), {"default": "default",
@@ -92,6 +95,19 @@ class RefVideoModelLoader:
                            "tooltip": "previz only: what the sampler's frames hold. animatic: the picture. depth: "
                                       "a depth video (near = bright) and layout: flat-coloured silhouettes, both "
                                       "control videos for a diffusion model's control_video."}),
+                # single-file models (model = diffusion_models/<file>); a diffusers folder has its own
+                "text_encoder": (comfy_files.component_choices("text_encoder"), {"default": comfy_files.AUTO,
+                                 "tooltip": "Single-file models: the UMT5-XXL file in models/text_encoders. auto: "
+                                            "umt5_xxl_fp16 / fp8_e4m3fn_scaled. Ignored for a model folder."}),
+                "vae": (comfy_files.component_choices("vae"), {"default": comfy_files.AUTO,
+                        "tooltip": "Single-file models: the Wan 2.1 VAE file in models/vae. auto: wan_2.1_vae. "
+                                   "Ignored for a model folder."}),
+                "transformer_2": (comfy_files.component_choices("transformer_2"), {"default": comfy_files.NONE,
+                                  "tooltip": "Wan 2.2 VACE-Fun A14B: the low-noise expert file (model is the "
+                                             "high-noise one). none: a single transformer."}),
+                "weight_dtype": (list(WEIGHT_DTYPES), {"default": "default",
+                                 "tooltip": "fp8_e4m3fn: keep transformer weights in 8-bit float and compute in "
+                                            "dtype (half the weight memory of bf16). Not for GGUF files."}),
             },
         }
 
@@ -99,11 +115,13 @@ class RefVideoModelLoader:
              dtype: str = "auto", memory_mode: str = "auto", vae_tiling: bool = False, attention: str = "auto",
              compile: str = "auto", cfg_batching: str = "auto", hd_strategy: str = "auto",
              match_frames_of: str = registry.AUTO_TARGET, keep_loaded: bool = True,
-             parallel: str = "off", render: str = "animatic") -> dict[str, Any]:
+             parallel: str = "off", render: str = "animatic", text_encoder: str = "auto", vae: str = "auto",
+             transformer_2: str = "none", weight_dtype: str = "default") -> dict[str, Any]:
         options = LoadOptions(preset=preset, dtype=dtype, memory_mode=memory_mode, vae_tiling=vae_tiling,
                               attention=attention, compile=compile, cfg_batching=cfg_batching, lora=lora,
                               lora_strength=lora_strength, hd_strategy=hd_strategy, match_frames_of=match_frames_of,
-                              keep_loaded=keep_loaded, parallel=parallel, render=render)
+                              keep_loaded=keep_loaded, parallel=parallel, render=render, text_encoder=text_encoder,
+                              vae=vae, transformer_2=transformer_2, weight_dtype=weight_dtype)
         handle = registry.resolve(model, options)
         report = registry.report(handle)
         return with_ui((handle, report), report)

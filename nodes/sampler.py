@@ -91,6 +91,9 @@ class RefVideoSampler:
                                      "tooltip": "How strongly control_video steers the clip: 1 = follow it, lower "
                                                 "= the model invents more of the motion, 0 = ignore it. References "
                                                 "and first frames are not weakened."}),
+                "guidance_2": ("FLOAT", {"default": 0.0, "min": 0.0, "max": MAX_GUIDANCE, "step": 0.1,
+                               "tooltip": "Wan 2.2 (two experts): guidance of the low-noise expert; 0 = the same "
+                                          "as guidance. Ignored, with a note, for one-expert models."}),
             },
         }
 
@@ -98,12 +101,12 @@ class RefVideoSampler:
                negative_prompt: str = "", resolution: str = DEFAULT_RESOLUTION, aspect: str = DEFAULT_ASPECT,
                duration: float = DEFAULT_SECONDS, style: Any = None, budget: Any = None, first_frames: Any = None,
                control_video: Any = None, continue_frames: int = DEFAULT_CONTINUE_FRAMES, flow_shift: float = 0.0,
-               control_strength: float = 1.0) -> dict[str, Any]:
+               control_strength: float = 1.0, guidance_2: float = 0.0) -> dict[str, Any]:
         result = generate(SamplerInputs(
             model=model, references=references, prompt=prompt, seed=seed, steps=steps, guidance=guidance,
             negative_prompt=negative_prompt, resolution=resolution, aspect=aspect, duration=duration, style=style,
             budget=budget, first_frames=first_frames, control_video=control_video, continue_frames=continue_frames,
-            flow_shift=flow_shift, control_strength=control_strength))
+            flow_shift=flow_shift, control_strength=control_strength, guidance_2=guidance_2))
         return with_ui((to_tensor(result.frames), float(result.fps), result.info_json()), result.summary())
 
 

@@ -143,6 +143,9 @@ def test_the_cache_key_is_the_weights_only():
     assert base == placed and hash(base) == hash(placed)
     assert LoadOptions(lora="a.safetensors").weights_key(("tiny-random",), "fp32") != base
     assert LoadOptions().weights_key(("tiny-random",), "bf16") != base
+    for files in (dict(text_encoder="umt5.safetensors"), dict(vae="wan_vae.safetensors"),
+                  dict(transformer_2="low.gguf"), dict(weight_dtype="fp8_e4m3fn")):
+        assert LoadOptions(**files).weights_key(("tiny-random",), "fp32") != base, files  # other weights: a load
     assert LoadOptions(memory_mode="group_offload").placement() == Placement("group_offload", False, "auto", "auto")
 
 
