@@ -31,7 +31,7 @@ SHIPPED_AT_144P = ("continuity_three_shots", "shot_with_audio", "shot_1080p", "r
 # node -> what it writes: frames per file (video) or the number of PNG files (reference sheet)
 EXPECTED = {
     "single_shot": {"5": 81},
-    "continuity_three_shots": {"6": 81, "8": 81, "10": 81, "12": 3 * 81 - 2 * 8},
+    "continuity_three_shots": {"6": 81, "8": 81, "10": 81, "12": 3 * 81 - 2 * 9},
     "shot_with_audio": {"6": 81},
     "shot_1080p": {"5": 81},
     "reference_sheet": {"2": 3},
