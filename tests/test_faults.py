@@ -55,7 +55,9 @@ def test_signals_at_random_points_leave_no_partial_no_hold_and_no_charge_without
         for signum in SIGNALS:
             code, _ = _run(workflow, out, refvideo_home, signum, span * rng.uniform(half / 2, (half + 1) / 2))
             expected = {signal.SIGKILL: -9}.get(signum, 128 + signum)
-            assert code in (expected, 0), (signum, code)  # 0: the run finished before the signal came
+            # 0: the run finished before the signal came; -signum: it came after the run had finished, while
+            # the interpreter was shutting down (default action); the checks below hold in every case
+            assert code in (expected, 0, -signum), (signum, code)
     code, _ = _run(workflow, out, refvideo_home)  # the next start cleans up after the last one
     assert code == 0
     assert not [p for p in tmp_path.rglob("*") if is_partial(p.name)]
